@@ -1,0 +1,47 @@
+//! Every call the app makes to the server, in one place.
+
+use gloo_net::http::Request;
+use serde::de::DeserializeOwned;
+use shared::api::{ApiError, Health, ItemTableBody, Recommendations, UserDetail, UserState, UsersPage};
+
+async fn get<T: DeserializeOwned>(url: &str) -> Result<T, String> {
+    let resp = Request::get(url).send().await.map_err(|e| e.to_string())?;
+    if !resp.ok() {
+        let status = resp.status();
+        return Err(match resp.json::<ApiError>().await {
+            Ok(e) => format!("{status}: {}", e.error),
+            Err(_) => format!("{status}"),
+        });
+    }
+    resp.json::<T>().await.map_err(|e| e.to_string())
+}
+
+/// `GET /api/health`.
+pub async fn health() -> Result<Health, String> {
+    get("/api/health").await
+}
+
+/// `GET /api/users`.
+pub async fn users(offset: usize, limit: usize) -> Result<UsersPage, String> {
+    get(&format!("/api/users?offset={offset}&limit={limit}")).await
+}
+
+/// `GET /api/users/{id}`.
+pub async fn user(id: &str) -> Result<UserDetail, String> {
+    get(&format!("/api/users/{id}")).await
+}
+
+/// `GET /api/users/{id}/recommendations`.
+pub async fn recommendations(id: &str, k: usize) -> Result<Recommendations, String> {
+    get(&format!("/api/users/{id}/recommendations?k={k}")).await
+}
+
+/// `GET /api/users/{id}/state`.
+pub async fn user_state(id: &str) -> Result<UserState, String> {
+    get(&format!("/api/users/{id}/state")).await
+}
+
+/// `GET /api/items/table`.
+pub async fn item_table() -> Result<ItemTableBody, String> {
+    get("/api/items/table").await
+}

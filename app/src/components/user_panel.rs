@@ -1,0 +1,118 @@
+//! One user: history, the server's top-k, and the browser's own ranking with the shared scorer
+//! (dismissing an item reranks locally, without a round trip).
+
+use leptos::prelude::*;
+use shared::api::{Item, ItemTableBody, UserState};
+use shared::codec::decode_f32;
+use shared::{ItemTable, top_k};
+
+use crate::api;
+
+/// Recommendations shown per list.
+pub const K: usize = 20;
+
+/// The item table, fetched once per page load and shared through context.
+pub type TableResource = LocalResource<Result<ItemTableBody, String>>;
+
+/// The selected user.
+#[component]
+pub fn UserPanel(user_id: String) -> impl IntoView {
+    let id = user_id.clone();
+    let detail = LocalResource::new(move || {
+        let id = id.clone();
+        async move { api::user(&id).await }
+    });
+    let id = user_id.clone();
+    let recs = LocalResource::new(move || {
+        let id = id.clone();
+        async move { api::recommendations(&id, K).await }
+    });
+    let id = user_id.clone();
+    let state = LocalResource::new(move || {
+        let id = id.clone();
+        async move { api::user_state(&id).await }
+    });
+    view! {
+        <h2 id="selected-user">{format!("User {user_id}")}</h2>
+        <div class="columns">
+            <div class="column">
+                <h3>"History (oldest first)"</h3>
+                <Suspense fallback=|| view! { <p>"Loading history…"</p> }>
+                    {move || Suspend::new(async move {
+                        match detail.await {
+                            Err(e) => view! { <p class="error">{e}</p> }.into_any(),
+                            Ok(d) => view! {
+                                <ol id="history">
+                                    {d.history.into_iter().map(|i| view! { <li data-item-id=i.id>{i.title}</li> }).collect_view()}
+                                </ol>
+                            }.into_any(),
+                        }
+                    })}
+                </Suspense>
+            </div>
+            <div class="column">
+                <h3>"Recommended by the server"</h3>
+                <Suspense fallback=|| view! { <p>"Loading recommendations…"</p> }>
+                    {move || Suspend::new(async move {
+                        match recs.await {
+                            Err(e) => view! { <p class="error">{e}</p> }.into_any(),
+                            Ok(r) => view! {
+                                <ol id="server-recs">
+                                    {r.items.into_iter().map(|r| view! {
+                                        <li data-item-id=r.item.id>{r.item.title}<span class="score">{format!("{:.3}", r.score)}</span></li>
+                                    }).collect_view()}
+                                </ol>
+                            }.into_any(),
+                        }
+                    })}
+                </Suspense>
+            </div>
+            <div class="column">
+                <h3>"Reranked in your browser (WASM)"</h3>
+                <Suspense fallback=|| view! { <p>"Loading scorer…"</p> }>
+                    {move || Suspend::new(async move {
+                        let table = expect_context::<TableResource>();
+                        match (state.await, table.await) {
+                            (Ok(s), Ok(t)) => view! { <BrowserRanking state=s table=t/> }.into_any(),
+                            (Err(e), _) | (_, Err(e)) => view! { <p class="error">{e}</p> }.into_any(),
+                        }
+                    })}
+                </Suspense>
+            </div>
+        </div>
+    }
+}
+
+/// Ranks with `shared::top_k` in WASM; "dismiss" hides an item and reranks locally.
+#[component]
+fn BrowserRanking(state: UserState, table: ItemTableBody) -> impl IntoView {
+    let decoded = decode_f32(&state.vector_b64).and_then(|v| decode_f32(&table.data_b64).map(|t| (v, t)));
+    let (vector, data) = match decoded {
+        Ok(x) => x,
+        Err(e) => return view! { <p class="error">{e}</p> }.into_any(),
+    };
+    let dim = table.dim;
+    let items = StoredValue::new(table.items);
+    let dismissed = RwSignal::new(Vec::<u32>::new());
+    let ranking = Memo::new(move |_| {
+        let t = ItemTable::new(dim, &data).expect("server sends whole rows");
+        let mut exclude = state.exclude.clone();
+        exclude.extend(dismissed.get());
+        top_k(&vector, &t, &exclude, K)
+    });
+    let title = move |id: u32| items.with_value(|items: &Vec<Item>| items[id as usize - 1].title.clone());
+    view! {
+        <p class="note">{move || format!("{} dismissed", dismissed.get().len())}</p>
+        <ol id="browser-recs">
+            <For each=move || ranking.get() key=|s| s.item let:s>
+                <li data-item-id=s.item>
+                    {title(s.item)}
+                    <span class="score">{format!("{:.3}", s.score)}</span>
+                    <button class="dismiss" title="Not interested: rerank without it"
+                        on:click=move |_| dismissed.update(|d| d.push(s.item))>"✕"</button>
+                </li>
+            </For>
+        </ol>
+    }
+    .into_any()
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every test: formatting and lints, unit and API tests, wgpu tests on Mesa's software
+# Vulkan (lavapipe) when no GPU is present, the shared scorer in WASM (node), and the browser
+# test in headless Chromium. Installs what is missing first. Nothing is skipped.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+ensure_apt chromium chromium chromedriver chromium-driver \
+    /usr/share/vulkan/icd.d/lvp_icd.x86_64.json mesa-vulkan-drivers \
+    /usr/lib/x86_64-linux-gnu/libvulkan.so.1 libvulkan1 node nodejs
+ensure_wasm_target
+ensure_wasm_bindgen
+fetch_data
+"$ROOT/scripts/build-frontend.sh"
+
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+export PERPEFT_DATA_DIR="$ROOT/.cache/data"
+export PERPEFT_DIST="$ROOT/dist"
+export CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}"
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy -D warnings"
+cargo clippy --release --workspace --all-targets -- -D warnings
+cargo clippy --release -p app --target wasm32-unknown-unknown -- -D warnings
+
+log "shared scorer in WASM (node)"
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+    cargo test --release -p shared --target wasm32-unknown-unknown --test wasm
+
+log "native tests (unit, API over HTTP, wgpu + flex, browser)"
+cargo test --release --workspace

@@ -1,0 +1,203 @@
+//! `api` owns HTTP: the axum router over an [`Engine`], JSON errors, and the static front end.
+//! Handlers are thin: validate, call the engine, convert to `shared::api` bodies.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use shared::api::{self, ApiError, Health, ModelInfo, Recommendation, Recommendations, UserDetail, UserState, UserSummary, UsersPage};
+use shared::codec::encode_f32;
+use tower_http::services::{ServeDir, ServeFile};
+
+use crate::engine::Engine;
+
+/// Largest page of users.
+pub const MAX_PAGE: usize = 500;
+/// Largest `k` for recommendations.
+pub const MAX_K: usize = 200;
+
+/// Shared state of all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    engine: Arc<Engine>,
+    table_body: Arc<api::ItemTableBody>,
+}
+
+impl AppState {
+    /// Wraps an engine; precomputes the (static) item-table body.
+    pub fn new(engine: Engine) -> Self {
+        let table = engine.table();
+        let table_body = api::ItemTableBody {
+            dim: table.dim(),
+            rows: table.len(),
+            data_b64: encode_f32(&(0..table.len()).flat_map(|i| table.row(i).to_vec()).collect::<Vec<_>>()),
+            items: (1..table.len() as u32).map(|i| item(&engine, i)).collect(),
+        };
+        Self {
+            table_body: Arc::new(table_body),
+            engine: Arc::new(engine),
+        }
+    }
+}
+
+/// Every failure a handler can answer with.
+#[derive(Debug)]
+pub enum Error {
+    /// 400 with a reason.
+    BadRequest(String),
+    /// 404 with a reason.
+    NotFound(String),
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, error) = match self {
+            Error::BadRequest(e) => (StatusCode::BAD_REQUEST, e),
+            Error::NotFound(e) => (StatusCode::NOT_FOUND, e),
+        };
+        (status, Json(ApiError { error })).into_response()
+    }
+}
+
+impl From<QueryRejection> for Error {
+    fn from(r: QueryRejection) -> Self {
+        Error::BadRequest(r.body_text())
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, Error>;
+
+/// The whole application: `/api/...` plus the built front end from `dist` (with `index.html`
+/// as the fallback for client-side routes).
+pub fn router(state: AppState, dist: &Path) -> Router {
+    let api = Router::new()
+        .route("/health", get(health))
+        .route("/users", get(users))
+        .route("/users/{id}", get(user))
+        .route("/users/{id}/recommendations", get(recommendations))
+        .route("/users/{id}/state", get(user_state))
+        .route("/items/table", get(item_table))
+        .fallback(|| async { Error::NotFound("no such API endpoint".into()) })
+        .with_state(state);
+    let index = dist.join("index.html");
+    Router::new()
+        .nest("/api", api)
+        .fallback_service(ServeDir::new(dist).fallback(ServeFile::new(index)))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Serves `router` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router).await
+}
+
+fn item(engine: &Engine, id: u32) -> api::Item {
+    let meta = engine.dataset.item(id).expect("item ids come from the dataset");
+    api::Item {
+        id,
+        raw_id: meta.raw_id.clone(),
+        title: meta.title.clone(),
+    }
+}
+
+fn find_user(engine: &Engine, id: &str) -> Result<usize, Error> {
+    engine
+        .dataset
+        .user_index(id)
+        .ok_or_else(|| Error::NotFound(format!("unknown user {id:?}")))
+}
+
+async fn health(State(s): State<AppState>) -> Json<Health> {
+    let r = &s.engine.record;
+    Json(Health {
+        status: "ok".into(),
+        dataset: r.dataset.clone(),
+        model: ModelInfo {
+            method: r.method.clone(),
+            trained_on: r.device.clone(),
+            epochs: r.best_epoch,
+            test: r.test,
+        },
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+async fn users(State(s): State<AppState>, q: Result<Query<PageQuery>, QueryRejection>) -> ApiResult<UsersPage> {
+    let Query(q) = q?;
+    let offset = q.offset.unwrap_or(0);
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(Error::BadRequest(format!("limit must be between 1 and {MAX_PAGE}")));
+    }
+    let d = &s.engine.dataset;
+    let users = (offset..d.n_users().min(offset.saturating_add(limit)))
+        .map(|u| UserSummary {
+            id: d.user_ids[u].clone(),
+            interactions: d.sequences[u].len(),
+        })
+        .collect();
+    Ok(Json(UsersPage {
+        users,
+        total: d.n_users(),
+        offset,
+        limit,
+    }))
+}
+
+async fn user(State(s): State<AppState>, UrlPath(id): UrlPath<String>) -> ApiResult<UserDetail> {
+    let u = find_user(&s.engine, &id)?;
+    let history = s.engine.dataset.sequences[u].iter().map(|&i| item(&s.engine, i)).collect();
+    Ok(Json(UserDetail { id, history }))
+}
+
+#[derive(Debug, Deserialize)]
+struct KQuery {
+    k: Option<usize>,
+}
+
+async fn recommendations(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    q: Result<Query<KQuery>, QueryRejection>,
+) -> ApiResult<Recommendations> {
+    let Query(q) = q?;
+    let k = q.k.unwrap_or(20);
+    if k == 0 || k > MAX_K {
+        return Err(Error::BadRequest(format!("k must be between 1 and {MAX_K}")));
+    }
+    let u = find_user(&s.engine, &id)?;
+    let items = s
+        .engine
+        .recommend(u, k)
+        .into_iter()
+        .map(|r| Recommendation {
+            item: item(&s.engine, r.item),
+            score: r.score,
+        })
+        .collect();
+    Ok(Json(Recommendations { user: id, items }))
+}
+
+async fn user_state(State(s): State<AppState>, UrlPath(id): UrlPath<String>) -> ApiResult<UserState> {
+    let u = find_user(&s.engine, &id)?;
+    Ok(Json(UserState {
+        user: id,
+        vector_b64: encode_f32(s.engine.state(u)),
+        exclude: s.engine.seen(u).to_vec(),
+    }))
+}
+
+async fn item_table(State(s): State<AppState>) -> Json<api::ItemTableBody> {
+    Json((*s.table_body).clone())
+}

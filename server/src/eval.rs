@@ -1,0 +1,141 @@
+//! `eval` owns full-ranking evaluation: every user's target is ranked against all items minus
+//! the user's history, in batches of users on the device (one matrix product per batch).
+//!
+//! Rank = number of non-excluded items scoring strictly higher than the target (ties go to the
+//! target). HR@K = 1[rank < K], NDCG@K = 1/log2(rank + 2) if rank < K.
+
+use burn::prelude::*;
+use shared::api::Metrics;
+
+use crate::data::Split;
+use crate::rec::SasRec;
+
+/// Which held-out item is the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Target = validation item; input and exclusions = training items.
+    Valid,
+    /// Target = test item; input and exclusions = training items + validation item.
+    Test,
+}
+
+/// Users evaluated per device batch.
+pub const EVAL_BATCH: usize = 256;
+
+/// One user's evaluation case.
+struct Case {
+    history: Vec<u32>,
+    target: u32,
+}
+
+fn cases(split: &Split, phase: Phase) -> Vec<Case> {
+    split
+        .evaluated_users()
+        .into_iter()
+        .map(|u| {
+            let mut history = split.train[u].clone();
+            let target = match phase {
+                Phase::Valid => split.valid[u].unwrap(),
+                Phase::Test => {
+                    history.push(split.valid[u].unwrap());
+                    split.test[u].unwrap()
+                }
+            };
+            Case { history, target }
+        })
+        .collect()
+}
+
+/// Right-aligned window of the last `max_len` items of `history`, 0-padded on the left.
+pub fn window(history: &[u32], max_len: usize) -> Vec<u32> {
+    let mut w = vec![0u32; max_len];
+    let take = history.len().min(max_len);
+    w[max_len - take..].copy_from_slice(&history[history.len() - take..]);
+    w
+}
+
+/// Metrics from 0-based ranks.
+pub fn metrics_from_ranks(ranks: &[usize]) -> Metrics {
+    let n = ranks.len().max(1) as f64;
+    let hr = |k: usize| ranks.iter().filter(|&&r| r < k).count() as f64 / n;
+    let ndcg = |k: usize| {
+        ranks
+            .iter()
+            .filter(|&&r| r < k)
+            .map(|&r| 1.0 / ((r + 2) as f64).log2())
+            .sum::<f64>()
+            / n
+    };
+    Metrics {
+        hr10: hr(10),
+        ndcg10: ndcg(10),
+        hr20: hr(20),
+        ndcg20: ndcg(20),
+        users: ranks.len(),
+    }
+}
+
+/// 0-based full-ranking ranks of each evaluated user's target. `model` must be in inference
+/// mode (`valid()`), `table` is `[n_items + 1, d]` on the same device.
+pub fn ranks(model: &SasRec, table: &Tensor<2>, split: &Split, phase: Phase) -> Vec<usize> {
+    let device = table.device();
+    let [rows, _] = table.dims();
+    let l = model.max_len();
+    let cases = cases(split, phase);
+    let mut out = Vec::with_capacity(cases.len());
+    for chunk in cases.chunks(EVAL_BATCH) {
+        let b = chunk.len();
+        let seq: Vec<i64> = chunk
+            .iter()
+            .flat_map(|c| window(&c.history, l))
+            .map(i64::from)
+            .collect();
+        let targets: Vec<i64> = chunk.iter().map(|c| c.target as i64).collect();
+        let mut excluded = vec![false; b * rows];
+        for (i, c) in chunk.iter().enumerate() {
+            excluded[i * rows] = true;
+            for &h in &c.history {
+                if h != c.target {
+                    excluded[i * rows + h as usize] = true;
+                }
+            }
+        }
+        let seq = Tensor::<2, Int>::from_data(TensorData::new(seq, [b, l]), &device);
+        let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [b, 1]), &device);
+        let excluded = Tensor::<2, Bool>::from_data(TensorData::new(excluded, [b, rows]), &device);
+        let users = model.user_states(seq, table.clone());
+        let scores = users.matmul(table.clone().transpose()).mask_fill(excluded, f32::NEG_INFINITY);
+        let target_scores = scores.clone().gather(1, targets);
+        let rank = scores.greater(target_scores.expand([b, rows])).int().sum_dim(1);
+        out.extend(rank.into_data().iter::<i64>().map(|r| r as usize));
+    }
+    out
+}
+
+/// Metrics of `phase` for every evaluated user.
+pub fn evaluate(model: &SasRec, table: &Tensor<2>, split: &Split, phase: Phase) -> Metrics {
+    metrics_from_ranks(&ranks(model, table, split, phase))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_by_hand() {
+        let m = metrics_from_ranks(&[0, 9, 10, 25]);
+        assert_eq!(m.users, 4);
+        assert!((m.hr10 - 0.5).abs() < 1e-12);
+        assert!((m.hr20 - 0.75).abs() < 1e-12);
+        let n10 = (1.0 + 1.0 / 11f64.log2()) / 4.0;
+        assert!((m.ndcg10 - n10).abs() < 1e-12);
+        let n20 = (1.0 + 1.0 / 11f64.log2() + 1.0 / 12f64.log2()) / 4.0;
+        assert!((m.ndcg20 - n20).abs() < 1e-12);
+    }
+
+    #[test]
+    fn windows_are_right_aligned() {
+        assert_eq!(window(&[1, 2, 3], 5), vec![0, 0, 1, 2, 3]);
+        assert_eq!(window(&[1, 2, 3, 4, 5, 6], 4), vec![3, 4, 5, 6]);
+    }
+}

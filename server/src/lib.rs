@@ -1,0 +1,12 @@
+//! PerPEFT Studio server library. Dependencies point one way:
+//! `api → engine/train → eval/rec → data`, with `device` and `store` beside them.
+//! See ARCHITECTURE.md at the repository root for the map.
+
+pub mod api;
+pub mod data;
+pub mod device;
+pub mod engine;
+pub mod eval;
+pub mod rec;
+pub mod store;
+pub mod train;

@@ -1,0 +1,203 @@
+//! The `perpeft` command: `train`, `serve`, `data stats`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use perpeft::api::{AppState, router, serve};
+use perpeft::data::{Dataset, recbole};
+use perpeft::device::DeviceChoice;
+use perpeft::engine::Engine;
+use perpeft::rec::SasRecConfig;
+use perpeft::store;
+use perpeft::train::{TrainConfig, train_id_only};
+
+#[derive(Parser)]
+#[command(name = "perpeft", version, about = "PerPEFT Studio: personalised multimodal recommendation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train an ID-only SASRec and save the best-validation model.
+    Train(TrainArgs),
+    /// Serve the API and the built front end.
+    Serve(ServeArgs),
+    /// Dataset utilities.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Print users, items, interactions, average length and density.
+    Stats(DataArgs),
+}
+
+#[derive(Args, Clone)]
+struct DataArgs {
+    /// Directory holding `{dataset}/{dataset}.inter` and `.item` (RecBole atomic files).
+    #[arg(long, default_value = ".cache/data")]
+    data_dir: PathBuf,
+    /// Dataset name.
+    #[arg(long, default_value = "ml-100k")]
+    dataset: String,
+}
+
+#[derive(Args, Clone)]
+struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Backend: a real GPU if present (auto), wgpu, or the flex CPU backend.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceChoice,
+    /// Epochs.
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
+    epochs: usize,
+    /// Seed of initialisation and sampling.
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
+    seed: u64,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = TrainConfig::default().lr)]
+    lr: f64,
+    /// Run directory to write `model.safetensors` and `run.json` into.
+    #[arg(long, default_value = "runs/default")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Run directory of the model to serve.
+    #[arg(long, default_value = "runs/default")]
+    model: PathBuf,
+    /// Directory of the built front end.
+    #[arg(long, default_value = "dist")]
+    dist: PathBuf,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port to bind (0 = any free port).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Train the default model first when the run directory has none.
+    #[arg(long)]
+    train_if_missing: bool,
+    /// Backend used when training is needed.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceChoice,
+}
+
+fn load_dataset(args: &DataArgs) -> anyhow::Result<Dataset> {
+    let dir = args.data_dir.join(&args.dataset);
+    recbole::load(&dir, &args.dataset).with_context(|| {
+        format!("loading dataset {} (fetch it with scripts/fetch-data.sh)", args.dataset)
+    })
+}
+
+fn train(args: &TrainArgs) -> anyhow::Result<()> {
+    let dataset = load_dataset(&args.data)?;
+    let resolved = args.device.resolve()?;
+    let cfg = TrainConfig {
+        epochs: args.epochs,
+        seed: args.seed,
+        lr: args.lr,
+        ..TrainConfig::default()
+    };
+    let model_cfg = SasRecConfig::new(dataset.n_items());
+    let start = std::time::Instant::now();
+    let record = train_id_only(&dataset, &model_cfg, &cfg, &resolved, &args.out)?;
+    let t = record.test;
+    println!(
+        "trained id-only SASRec on {} ({}) in {:.1}s; best epoch {} of {}; test HR@10 {:.4} NDCG@10 {:.4} HR@20 {:.4} NDCG@20 {:.4} ({} users); saved to {}",
+        record.dataset,
+        record.device,
+        start.elapsed().as_secs_f64(),
+        record.best_epoch,
+        record.epochs.len(),
+        t.hr10,
+        t.ndcg10,
+        t.hr20,
+        t.ndcg20,
+        t.users,
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn has_model(dir: &Path) -> bool {
+    dir.join(store::MODEL_FILE).exists() && dir.join(store::RECORD_FILE).exists()
+}
+
+async fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
+    if !has_model(&args.model) {
+        if !args.train_if_missing {
+            anyhow::bail!(
+                "no model in {} (train one with `perpeft train --out {}` or pass --train-if-missing)",
+                args.model.display(),
+                args.model.display()
+            );
+        }
+        let train_args = TrainArgs {
+            data: args.data.clone(),
+            device: args.device,
+            epochs: TrainConfig::default().epochs,
+            seed: TrainConfig::default().seed,
+            lr: TrainConfig::default().lr,
+            out: args.model.clone(),
+        };
+        tokio::task::spawn_blocking(move || train(&train_args)).await??;
+    }
+    if !args.dist.join("index.html").exists() {
+        anyhow::bail!(
+            "{} has no index.html: build the front end first (scripts/build-frontend.sh)",
+            args.dist.display()
+        );
+    }
+    let dataset = load_dataset(&args.data)?;
+    let device = burn::tensor::Device::flex();
+    let (model, record) = store::load(&args.model, &device)?;
+    let engine = Engine::new(dataset, &model, record)?;
+    let listener = tokio::net::TcpListener::bind((args.host, args.port))
+        .await
+        .with_context(|| format!("binding {}:{}", args.host, args.port))?;
+    let addr = listener.local_addr()?;
+    println!("PerPEFT Studio is serving at http://{addr}/");
+    serve(listener, router(AppState::new(engine), &args.dist)).await?;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,wgpu_core=warn,wgpu_hal=warn,naga=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Train(args) => train(&args),
+        Command::Data {
+            command: DataCommand::Stats(args),
+        } => {
+            let s = load_dataset(&args)?.stats();
+            println!("dataset       {}", args.dataset);
+            println!("users         {}", s.users);
+            println!("items         {}", s.items);
+            println!("interactions  {}", s.interactions);
+            println!("avg length    {:.4}", s.avg_len);
+            println!("density       {:.6}", s.density);
+            Ok(())
+        }
+        Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve_cmd(args)),
+    }
+}

@@ -1,0 +1,58 @@
+//! Batched on-device full ranking agrees with a brute-force per-user ranking that uses the
+//! shared scorer's dot product.
+
+mod common;
+
+use burn::prelude::*;
+use perpeft::engine::to_vec;
+use perpeft::eval::{Phase, metrics_from_ranks, ranks, window};
+use perpeft::rec::SasRecConfig;
+use shared::ItemTable;
+
+#[test]
+fn batched_ranks_equal_brute_force() {
+    let n_items = 300;
+    let split = common::synthetic_split(600, n_items, 5);
+    let device = Device::flex();
+    device.seed(3);
+    let model = SasRecConfig::new(n_items as usize).init(&device);
+    let table_t = model.id_table();
+    let table_v = to_vec(table_t.clone());
+    let table = ItemTable::new(model.hidden(), &table_v).unwrap();
+    for phase in [Phase::Valid, Phase::Test] {
+        let got = ranks(&model, &table_t, &split, phase);
+        let users = split.evaluated_users();
+        assert_eq!(got.len(), users.len());
+        assert!(users.len() > 400 && users.len() < 600, "some users are too short to evaluate");
+        for (&u, &rank) in users.iter().zip(&got) {
+            let mut history = split.train[u].clone();
+            let target = match phase {
+                Phase::Valid => split.valid[u].unwrap(),
+                Phase::Test => {
+                    history.push(split.valid[u].unwrap());
+                    split.test[u].unwrap()
+                }
+            };
+            let seq: Vec<i64> = window(&history, model.max_len()).into_iter().map(i64::from).collect();
+            let seq = Tensor::<2, Int>::from_data(TensorData::new(seq, [1, model.max_len()]), &device);
+            let state = to_vec(model.user_states(seq, table_t.clone()));
+            let scores = table.scores(&state);
+            let t = scores[target as usize];
+            let candidates = (1..=n_items).filter(|i| *i == target || !history.contains(i));
+            let eps = 1e-4;
+            let (mut lo, mut hi) = (0, 0);
+            for i in candidates {
+                let s = scores[i as usize];
+                if s > t + eps {
+                    lo += 1;
+                }
+                if s > t - eps {
+                    hi += 1;
+                }
+            }
+            assert!(lo <= rank && rank <= hi, "user {u}: rank {rank} outside brute force [{lo}, {hi}]");
+        }
+        let m = metrics_from_ranks(&got);
+        assert_eq!(m.users, users.len());
+    }
+}

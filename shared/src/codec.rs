@@ -1,0 +1,53 @@
+//! Bit-exact transport of `f32` vectors: little-endian bytes, base64 (standard alphabet).
+//!
+//! JSON numbers would round-trip through `f64` text; bytes make the browser's copy of an item
+//! table identical to the server's, which is what lets the two rankings be compared exactly.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+/// Encodes floats as base64 of their little-endian bytes.
+pub fn encode_f32(values: &[f32]) -> String {
+    let mut bytes = Vec::with_capacity(values.len() * 4);
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    STANDARD.encode(bytes)
+}
+
+/// Decodes what [`encode_f32`] produced.
+pub fn decode_f32(text: &str) -> Result<Vec<f32>, String> {
+    let bytes = STANDARD
+        .decode(text)
+        .map_err(|e| format!("invalid base64 float data: {e}"))?;
+    if bytes.len() % 4 != 0 {
+        return Err(format!(
+            "float data has {} bytes, not a multiple of 4",
+            bytes.len()
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_is_bit_exact() {
+        let values = [0.0, -0.0, 1.0e-38, f32::MIN_POSITIVE, 3.141_592_7, -2.5e30, f32::MAX];
+        let back = decode_f32(&encode_f32(&values)).unwrap();
+        let bits: Vec<u32> = values.iter().map(|v| v.to_bits()).collect();
+        let back_bits: Vec<u32> = back.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(bits, back_bits);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(decode_f32("not base64!").is_err());
+        assert!(decode_f32(&STANDARD.encode([1u8, 2, 3])).unwrap_err().contains("multiple of 4"));
+    }
+}

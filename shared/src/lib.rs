@@ -1,0 +1,11 @@
+//! Shared by the server (native) and the app (WASM): the JSON API types ([`api`]), the compact
+//! binary encoding of float vectors ([`codec`]) and the per-group scorer ([`scorer`]).
+//!
+//! Invariant: this crate depends on neither burn nor axum, so it compiles to
+//! `wasm32-unknown-unknown` and the browser ranks with exactly the code the server ranks with.
+
+pub mod api;
+pub mod codec;
+pub mod scorer;
+
+pub use scorer::{ItemTable, Scored, top_k};
