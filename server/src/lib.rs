@@ -3,7 +3,7 @@
 //! See ARCHITECTURE.md at the repository root for the map.
 
 pub mod api;
-pub mod data;
+pub use perpeft_data as data;
 pub mod device;
 pub mod engine;
 pub mod eval;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use perpeft::api::{AppState, router, serve};
-use perpeft::data::{Dataset, recbole};
+use perpeft::data::{self, Dataset, Format};
 use perpeft::device::DeviceChoice;
 use perpeft::engine::Engine;
 use perpeft::rec::SasRecConfig;
@@ -41,12 +41,17 @@ enum DataCommand {
 
 #[derive(Args, Clone)]
 struct DataArgs {
-    /// Directory holding `{dataset}/{dataset}.inter` and `.item` (RecBole atomic files).
+    /// Data directory: recbole reads `DIR/NAME/NAME.inter|.item|.user`, amazon reads
+    /// `DIR/NAME_final.txt` (+ pickles, `NAME_images/`), plain reads
+    /// `DIR/NAME/interactions.{csv,jsonl}` and `items.{csv,jsonl}`.
     #[arg(long, default_value = ".cache/data")]
     data_dir: PathBuf,
     /// Dataset name.
     #[arg(long, default_value = "ml-100k")]
     dataset: String,
+    /// File layout: recbole, amazon or plain.
+    #[arg(long, default_value = "recbole")]
+    format: Format,
 }
 
 #[derive(Args, Clone)]
@@ -95,9 +100,12 @@ struct ServeArgs {
 }
 
 fn load_dataset(args: &DataArgs) -> anyhow::Result<Dataset> {
-    let dir = args.data_dir.join(&args.dataset);
-    recbole::load(&dir, &args.dataset).with_context(|| {
-        format!("loading dataset {} (fetch it with scripts/fetch-data.sh)", args.dataset)
+    let dir = match args.format {
+        Format::Amazon => args.data_dir.clone(),
+        Format::Recbole | Format::Plain => args.data_dir.join(&args.dataset),
+    };
+    data::load(args.format, &dir, &args.dataset).with_context(|| {
+        format!("loading dataset {} (MovieLens: `python3 scripts/fetch_data.py {}`)", args.dataset, args.dataset)
     })
 }
 
@@ -186,13 +194,18 @@ fn main() -> anyhow::Result<()> {
         Command::Data {
             command: DataCommand::Stats(args),
         } => {
-            let s = load_dataset(&args)?.stats();
+            let d = load_dataset(&args)?;
+            let s = d.stats();
             println!("dataset       {}", args.dataset);
             println!("users         {}", s.users);
             println!("items         {}", s.items);
             println!("interactions  {}", s.interactions);
             println!("avg length    {:.4}", s.avg_len);
             println!("density       {:.6}", s.density);
+            println!("with image    {}", d.items.iter().filter(|i| i.image.is_some()).count());
+            println!("missing image {}", d.report.missing_images);
+            println!("no title      {}", d.report.missing_titles);
+            println!("checksum      {}", d.checksum);
             Ok(())
         }
         Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()

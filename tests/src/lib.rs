@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use perpeft::api::{AppState, router, serve};
-use perpeft::data::{Dataset, recbole};
+use perpeft::data::{Dataset, Format};
 use perpeft::device::DeviceChoice;
 use perpeft::engine::Engine;
 use perpeft::rec::SasRecConfig;
@@ -42,7 +42,7 @@ pub fn dist_dir() -> PathBuf {
 
 /// ml-100k, loaded from [`data_dir`].
 pub fn ml100k() -> Dataset {
-    recbole::load(&data_dir().join("ml-100k"), "ml-100k").expect("ml-100k loads")
+    perpeft::data::load(Format::Recbole, &data_dir().join("ml-100k"), "ml-100k").expect("ml-100k loads")
 }
 
 /// A running test server.

@@ -24,7 +24,7 @@ async fn get(path: &str) -> (u16, Value) {
     (status, serde_json::from_str(&body).unwrap())
 }
 
-async fn ok<T: serde::de::DeserializeOwned>(path: &str) -> T {
+async fn ok<T: for<'de> serde::Deserialize<'de>>(path: &str) -> T {
     let (status, body) = get(path).await;
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_value(body).unwrap()

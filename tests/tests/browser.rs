@@ -70,7 +70,7 @@ async fn connect(driver: &Driver) -> Client {
             ]
         }),
     );
-    ClientBuilder::native()
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{}", driver.port))
         .await

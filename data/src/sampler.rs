@@ -1,6 +1,12 @@
 //! Seeded training batches (method doc §6.1): for each user, the last `max_len` (input → next)
-//! pairs of the training sequence, right-aligned, with one uniformly sampled negative per
-//! position that is not among the user's training items.
+//! pairs of the training sequence, right-aligned, with one sampled negative per position that
+//! is not among the user's training items.
+//!
+//! Negatives are uniform over all items, or **group-restricted** (method doc §9.2): uniform over
+//! the items in the training histories of a group's users, minus the user's own items. This is
+//! the intended behaviour; the reference code tests the exclusion on the pool *index* instead of
+//! the item (a bug we do not reproduce). A user whose history covers the whole pool gets uniform
+//! negatives instead; [`Sampler::pool_fallback_users`] counts them.
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -21,6 +27,23 @@ pub struct Batch {
     pub neg: Vec<u32>,
 }
 
+/// Where negatives come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Negatives {
+    /// Uniform over `1..=n_items`.
+    Uniform,
+    /// Uniform over this sorted, distinct pool (see [`group_pool`]).
+    Pool(Vec<u32>),
+}
+
+/// The negative pool of a group: every item in the training histories of `users`, sorted.
+pub fn group_pool(train: &[Vec<u32>], users: &[usize]) -> Vec<u32> {
+    let mut pool: Vec<u32> = users.iter().flat_map(|&u| train[u].iter().copied()).collect();
+    pool.sort_unstable();
+    pool.dedup();
+    pool
+}
+
 /// Makes the batches of one epoch; the same `(seed, epoch)` gives the same batches.
 #[derive(Debug, Clone)]
 pub struct Sampler<'a> {
@@ -31,6 +54,10 @@ pub struct Sampler<'a> {
     max_len: usize,
     batch_size: usize,
     seed: u64,
+    users: Option<Vec<usize>>,
+    negatives: Negatives,
+    /// Per user: does the pool hold an item outside the user's history?
+    pool_ok: Vec<bool>,
 }
 
 impl<'a> Sampler<'a> {
@@ -52,12 +79,44 @@ impl<'a> Sampler<'a> {
             max_len,
             batch_size,
             seed,
+            users: None,
+            negatives: Negatives::Uniform,
+            pool_ok: Vec::new(),
         }
+    }
+
+    /// Restricts batches to `users` (e.g. one group).
+    pub fn with_users(mut self, users: Vec<usize>) -> Self {
+        self.users = Some(users);
+        self
+    }
+
+    /// Sets where negatives come from.
+    pub fn with_negatives(mut self, negatives: Negatives) -> Self {
+        self.pool_ok = match &negatives {
+            Negatives::Uniform => Vec::new(),
+            Negatives::Pool(pool) => self
+                .seen
+                .iter()
+                .map(|seen| pool.iter().any(|i| seen.binary_search(i).is_err()))
+                .collect(),
+        };
+        self.negatives = negatives;
+        self
+    }
+
+    /// Users whose history covers the whole pool (they get uniform negatives).
+    pub fn pool_fallback_users(&self) -> usize {
+        self.trainable_users().into_iter().filter(|&u| self.pool_ok.get(u) == Some(&false)).count()
     }
 
     /// Users that can be trained on (at least one input → next pair).
     pub fn trainable_users(&self) -> Vec<usize> {
-        (0..self.train.len()).filter(|&u| self.train[u].len() >= 2).collect()
+        let all: Box<dyn Iterator<Item = usize>> = match &self.users {
+            Some(users) => Box::new(users.iter().copied()),
+            None => Box::new(0..self.train.len()),
+        };
+        all.filter(|&u| self.train[u].len() >= 2).collect()
     }
 
     /// Number of batches per epoch.
@@ -103,9 +162,20 @@ impl<'a> Sampler<'a> {
         b
     }
 
-    /// A uniform item in `1..=n_items` that `user` has not interacted with in training.
+    /// A negative for `user`: uniform over the pool (or all items) minus the user's training
+    /// items.
     pub fn negative(&self, user: usize, rng: &mut impl Rng) -> u32 {
         let seen = &self.seen[user];
+        if let Negatives::Pool(pool) = &self.negatives
+            && self.pool_ok[user]
+        {
+            loop {
+                let item = pool[rng.random_range(0..pool.len())];
+                if seen.binary_search(&item).is_err() {
+                    return item;
+                }
+            }
+        }
         assert!(
             seen.len() < self.n_items as usize,
             "user {user} has interacted with every item: no negative exists"
@@ -177,5 +247,52 @@ mod tests {
             .map(|&i| (counts[i] as f64 - expected).powi(2) / expected)
             .sum();
         assert!(chi2 < 18.47, "chi-square {chi2} says the draw is not uniform");
+    }
+
+    #[test]
+    fn group_negatives_stay_in_the_pool_avoid_history_and_are_uniform() {
+        // group = users 0 and 1; user 2 is outside the group
+        let train = vec![vec![1, 2, 3, 4], vec![3, 5, 7, 9, 11], vec![20, 21, 22]];
+        let pool = group_pool(&train, &[0, 1]);
+        assert_eq!(pool, vec![1, 2, 3, 4, 5, 7, 9, 11]);
+        let s = Sampler::new(&train, 30, 10, 2, 9)
+            .with_users(vec![0, 1])
+            .with_negatives(Negatives::Pool(pool));
+        assert_eq!(s.trainable_users(), vec![0, 1]);
+        assert_eq!(s.pool_fallback_users(), 0);
+        let mut rng = StdRng::seed_from_u64(5);
+        let draws = 40_000;
+        let mut counts = [0usize; 31];
+        for _ in 0..draws {
+            counts[s.negative(0, &mut rng) as usize] += 1;
+        }
+        // user 0's allowed negatives: pool minus {1,2,3,4} = {5,7,9,11}
+        let allowed = [5, 7, 9, 11];
+        for (item, &c) in counts.iter().enumerate() {
+            if !allowed.contains(&item) {
+                assert_eq!(c, 0, "item {item} outside pool-minus-history was drawn");
+            }
+        }
+        // chi-square, 3 dof, p = 0.001 cut-off 16.27
+        let expected = draws as f64 / 4.0;
+        let chi2: f64 = allowed.iter().map(|&i| (counts[i] as f64 - expected).powi(2) / expected).sum();
+        assert!(chi2 < 16.27, "chi-square {chi2}: group negatives are not uniform over the pool");
+        // every batch of an epoch holds only group users and pool negatives
+        for b in s.epoch(3) {
+            assert!(b.users.iter().all(|u| *u < 2));
+            assert!(b.neg.iter().all(|&n| n == 0 || [1, 2, 3, 4, 5, 7, 9, 11].contains(&n)));
+        }
+    }
+
+    #[test]
+    fn a_user_covering_the_pool_falls_back_to_uniform() {
+        let train = vec![vec![1, 2, 3], vec![1, 2]];
+        let s = Sampler::new(&train, 10, 10, 2, 1).with_negatives(Negatives::Pool(group_pool(&train, &[0, 1])));
+        assert_eq!(s.pool_fallback_users(), 1);
+        let mut rng = StdRng::seed_from_u64(2);
+        for _ in 0..1000 {
+            let n = s.negative(0, &mut rng);
+            assert!((4..=10).contains(&n), "{n}");
+        }
     }
 }
