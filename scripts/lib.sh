@@ -40,7 +40,7 @@ ensure_apt() { # pairs: command package
     fi
 }
 
-fetch_data() {
-    log "fetching data (checksummed, cached in .cache/)"
-    python3 "$ROOT/scripts/fetch_data.py" --cache "$ROOT/.cache"
+fetch_data() { # datasets...
+    log "fetching data: $* (checksummed, cached in .cache/)"
+    python3 "$ROOT/scripts/fetch_data.py" --cache "$ROOT/.cache" "$@"
 }

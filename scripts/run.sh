@@ -6,9 +6,9 @@ source "$(dirname "$0")/lib.sh"
 PORT="${PORT:-8080}"
 DEVICE="${DEVICE:-auto}"
 cd "$ROOT"
-fetch_data
+fetch_data ml-100k
 "$ROOT/scripts/build-frontend.sh"
 log "building the server (release)"
-cargo build --release -p perpeft --bin perpeft
+cargo build --release --all-targets
 exec "$CARGO_TARGET_DIR/release/perpeft" serve --train-if-missing --device "$DEVICE" \
     --model runs/default --data-dir .cache/data --dist dist --port "$PORT"

@@ -9,7 +9,7 @@ ensure_apt chromium chromium chromedriver chromium-driver \
     /usr/lib/x86_64-linux-gnu/libvulkan.so.1 libvulkan1 node nodejs
 ensure_wasm_target
 ensure_wasm_bindgen
-fetch_data
+fetch_data ml-100k ml-1m
 "$ROOT/scripts/build-frontend.sh"
 
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
@@ -20,7 +20,7 @@ export CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}"
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy -D warnings"
-cargo clippy --release --workspace --all-targets -- -D warnings
+cargo clippy --release --all-targets -- -D warnings
 cargo clippy --release -p app --target wasm32-unknown-unknown -- -D warnings
 
 log "shared scorer in WASM (node)"
@@ -28,4 +28,4 @@ CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
     cargo test --release -p shared --target wasm32-unknown-unknown --test wasm
 
 log "native tests (unit, API over HTTP, wgpu + flex, browser)"
-cargo test --release --workspace
+cargo test --release

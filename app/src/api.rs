@@ -2,7 +2,9 @@
 
 use gloo_net::http::Request;
 use serde::de::DeserializeOwned;
-use shared::api::{ApiError, Health, ItemTableBody, Recommendations, UserDetail, UserState, UsersPage};
+use shared::api::{
+    ApiError, Health, ItemTableBody, Recommendations, UserDetail, UserState, UsersPage,
+};
 
 async fn get<T: DeserializeOwned>(url: &str) -> Result<T, String> {
     let resp = Request::get(url).send().await.map_err(|e| e.to_string())?;

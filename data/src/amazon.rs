@@ -24,10 +24,18 @@ pub fn load(dir: &Path, ds: &str) -> Result<Dataset, DataError> {
     let texts = read_bytes(&dir.join(format!("{ds}_texts_final.pickle")))?;
     let images = dir.join(format!("{ds}_images"));
     let has_images = images.is_dir();
-    parse(dir, ds, &final_txt, &item2id, &texts, |raw| {
-        let p = images.join(format!("{raw}.jpg"));
-        (has_images && p.is_file()).then_some(p)
-    }, has_images)
+    parse(
+        dir,
+        ds,
+        &final_txt,
+        &item2id,
+        &texts,
+        |raw| {
+            let p = images.join(format!("{raw}.jpg"));
+            (has_images && p.is_file()).then_some(p)
+        },
+        has_images,
+    )
 }
 
 /// Parses the release from memory. `image_of(raw)` returns an existing image path, if any;
@@ -80,23 +88,35 @@ pub fn parse(
         }
         let mut fields = line.split_whitespace();
         let (Some(u), Some(it), None) = (fields.next(), fields.next(), fields.next()) else {
-            return Err(DataError::at(&final_path, Some(line_no), format!("expected `user item`, got {line:?}")));
+            return Err(DataError::at(
+                &final_path,
+                Some(line_no),
+                format!("expected `user item`, got {line:?}"),
+            ));
         };
-        let user: u64 = u
-            .parse()
-            .ok()
-            .filter(|&x| x >= 1)
-            .ok_or_else(|| DataError::at(&final_path, Some(line_no), format!("user id {u:?} is not a positive integer")))?;
-        let item: u32 = it
-            .parse()
-            .ok()
-            .filter(|&x| x >= 1)
-            .ok_or_else(|| DataError::at(&final_path, Some(line_no), format!("item id {it:?} is not a positive integer")))?;
+        let user: u64 = u.parse().ok().filter(|&x| x >= 1).ok_or_else(|| {
+            DataError::at(
+                &final_path,
+                Some(line_no),
+                format!("user id {u:?} is not a positive integer"),
+            )
+        })?;
+        let item: u32 = it.parse().ok().filter(|&x| x >= 1).ok_or_else(|| {
+            DataError::at(
+                &final_path,
+                Some(line_no),
+                format!("item id {it:?} is not a positive integer"),
+            )
+        })?;
         if item as usize > items.len() {
             return Err(DataError::at(
                 &final_path,
                 Some(line_no),
-                format!("unknown item id {item}: {} maps ids 1..={}", ids_path.display(), items.len()),
+                format!(
+                    "unknown item id {item}: {} maps ids 1..={}",
+                    ids_path.display(),
+                    items.len()
+                ),
             ));
         }
         // file order is chronological: the line number is the time
@@ -106,14 +126,29 @@ pub fn parse(
         return Err(DataError::at(&final_path, None, "no interactions"));
     }
     let (user_ids, sequences) = seqs.finish();
-    Ok(Dataset::new(ds, user_ids, items, sequences, checksum(&[final_txt.as_bytes(), item2id, texts]), report))
+    Ok(Dataset::new(
+        ds,
+        user_ids,
+        items,
+        sequences,
+        checksum(&[final_txt.as_bytes(), item2id, texts]),
+        report,
+    ))
 }
 
 fn unpickle(path: &Path, bytes: &[u8]) -> Result<BTreeMap<HashableValue, Value>, DataError> {
     match serde_pickle::value_from_slice(bytes, DeOptions::new()) {
         Ok(Value::Dict(d)) => Ok(d),
-        Ok(other) => Err(DataError::at(path, None, format!("expected a pickled dict, found {}", kind(&other)))),
-        Err(e) => Err(DataError::at(path, None, format!("not a readable pickle: {e}"))),
+        Ok(other) => Err(DataError::at(
+            path,
+            None,
+            format!("expected a pickled dict, found {}", kind(&other)),
+        )),
+        Err(e) => Err(DataError::at(
+            path,
+            None,
+            format!("not a readable pickle: {e}"),
+        )),
     }
 }
 
@@ -150,22 +185,38 @@ fn item_keys(path: &Path, bytes: &[u8]) -> Result<Vec<String>, DataError> {
         let id = match &k {
             HashableValue::I64(i) if *i >= 1 && (*i as u64) <= n as u64 => *i as usize,
             _ => {
-                return Err(DataError::key(path, key_text(&k), format!("item ids must be the integers 1..={n}")));
+                return Err(DataError::key(
+                    path,
+                    key_text(&k),
+                    format!("item ids must be the integers 1..={n}"),
+                ));
             }
         };
         let value = match v {
             Value::String(s) => s,
             Value::I64(i) => i.to_string(),
-            other => return Err(DataError::key(path, key_text(&k), format!("raw key must be a string, found {}", kind(&other)))),
+            other => {
+                return Err(DataError::key(
+                    path,
+                    key_text(&k),
+                    format!("raw key must be a string, found {}", kind(&other)),
+                ));
+            }
         };
         raw[id - 1] = Some(value);
     }
     // n distinct keys within 1..=n: every slot is filled
-    Ok(raw.into_iter().map(|r| r.expect("distinct keys in range")).collect())
+    Ok(raw
+        .into_iter()
+        .map(|r| r.expect("distinct keys in range"))
+        .collect())
 }
 
 /// `texts`: raw key → title string.
-fn titles(path: &Path, bytes: &[u8]) -> Result<std::collections::HashMap<String, String>, DataError> {
+fn titles(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<std::collections::HashMap<String, String>, DataError> {
     let dict = unpickle(path, bytes)?;
     let mut out = std::collections::HashMap::with_capacity(dict.len());
     for (k, v) in dict {
@@ -174,7 +225,13 @@ fn titles(path: &Path, bytes: &[u8]) -> Result<std::collections::HashMap<String,
             Value::String(s) => {
                 out.insert(key, s);
             }
-            other => return Err(DataError::key(path, key, format!("title must be a string, found {}", kind(&other)))),
+            other => {
+                return Err(DataError::key(
+                    path,
+                    key,
+                    format!("title must be a string, found {}", kind(&other)),
+                ));
+            }
         }
     }
     Ok(out)

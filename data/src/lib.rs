@@ -80,8 +80,19 @@ pub struct Stats {
 
 impl Dataset {
     /// Assembles a dataset; `checksum` is the SHA-256 of the source bytes.
-    pub fn new(name: impl Into<String>, user_ids: Vec<String>, items: Vec<ItemMeta>, sequences: Vec<Vec<u32>>, checksum: String, report: LoadReport) -> Self {
-        let user_index = user_ids.iter().enumerate().map(|(i, u)| (u.clone(), i)).collect();
+    pub fn new(
+        name: impl Into<String>,
+        user_ids: Vec<String>,
+        items: Vec<ItemMeta>,
+        sequences: Vec<Vec<u32>>,
+        checksum: String,
+        report: LoadReport,
+    ) -> Self {
+        let user_index = user_ids
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.clone(), i))
+            .collect();
         Self {
             name: name.into(),
             user_ids,
@@ -118,7 +129,8 @@ impl Dataset {
         let Some(path) = self.item(id).and_then(|m| m.image.as_ref()) else {
             return Ok(None);
         };
-        let img = image::open(path).map_err(|e| DataError::at(path, None, format!("cannot decode image: {e}")))?;
+        let img = image::open(path)
+            .map_err(|e| DataError::at(path, None, format!("cannot decode image: {e}")))?;
         Ok(Some(img.to_rgb8()))
     }
 
@@ -220,8 +232,12 @@ impl DataError {
 impl fmt::Display for DataError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.at {
-            Some(Location::Line(line)) => write!(f, "{}:{}: {}", self.path.display(), line, self.message),
-            Some(Location::Key(key)) => write!(f, "{}: key {key:?}: {}", self.path.display(), self.message),
+            Some(Location::Line(line)) => {
+                write!(f, "{}:{}: {}", self.path.display(), line, self.message)
+            }
+            Some(Location::Key(key)) => {
+                write!(f, "{}: key {key:?}: {}", self.path.display(), self.message)
+            }
             None => write!(f, "{}: {}", self.path.display(), self.message),
         }
     }

@@ -29,8 +29,16 @@ fn find(dir: &Path, stem: &str) -> Result<(PathBuf, Syntax), DataError> {
     match (csv.exists(), jsonl.exists()) {
         (true, false) => Ok((csv, Syntax::Csv)),
         (false, true) => Ok((jsonl, Syntax::Jsonl)),
-        (true, true) => Err(DataError::at(&csv, None, format!("both {stem}.csv and {stem}.jsonl exist; keep one"))),
-        (false, false) => Err(DataError::at(&csv, None, format!("neither {stem}.csv nor {stem}.jsonl exists"))),
+        (true, true) => Err(DataError::at(
+            &csv,
+            None,
+            format!("both {stem}.csv and {stem}.jsonl exist; keep one"),
+        )),
+        (false, false) => Err(DataError::at(
+            &csv,
+            None,
+            format!("neither {stem}.csv nor {stem}.jsonl exists"),
+        )),
     }
 }
 
@@ -40,17 +48,30 @@ pub fn load(dir: &Path, name: &str) -> Result<Dataset, DataError> {
     let (items_path, items_syntax) = find(dir, "items")?;
     let inter = read_text(&inter_path)?;
     let items = read_text(&items_path)?;
-    parse(name, dir, (&inter_path, inter_syntax, &inter), (&items_path, items_syntax, &items), |p| p.is_file())
+    parse(
+        name,
+        dir,
+        (&inter_path, inter_syntax, &inter),
+        (&items_path, items_syntax, &items),
+        |p| p.is_file(),
+    )
 }
 
 /// A record: 1-based line and named fields as text.
 type Record = (usize, HashMap<String, String>);
 
-fn records(path: &Path, syntax: Syntax, text: &str, required: &[&str]) -> Result<Vec<Record>, DataError> {
+fn records(
+    path: &Path,
+    syntax: Syntax,
+    text: &str,
+    required: &[&str],
+) -> Result<Vec<Record>, DataError> {
     let mut out = Vec::new();
     match syntax {
         Syntax::Csv => {
-            let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_bytes());
+            let mut rdr = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .from_reader(text.as_bytes());
             let headers: Vec<String> = rdr
                 .headers()
                 .map_err(|e| DataError::at(path, Some(1), format!("bad CSV header: {e}")))?
@@ -59,7 +80,11 @@ fn records(path: &Path, syntax: Syntax, text: &str, required: &[&str]) -> Result
                 .collect();
             for r in required {
                 if !headers.iter().any(|h| h == r) {
-                    return Err(DataError::at(path, Some(1), format!("header has no {r} column (has {})", headers.join(","))));
+                    return Err(DataError::at(
+                        path,
+                        Some(1),
+                        format!("header has no {r} column (has {})", headers.join(",")),
+                    ));
                 }
             }
             for rec in rdr.records() {
@@ -68,7 +93,11 @@ fn records(path: &Path, syntax: Syntax, text: &str, required: &[&str]) -> Result
                     DataError::at(path, line, format!("bad CSV record: {e}"))
                 })?;
                 let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
-                let fields = headers.iter().cloned().zip(rec.iter().map(str::to_string)).collect();
+                let fields = headers
+                    .iter()
+                    .cloned()
+                    .zip(rec.iter().map(str::to_string))
+                    .collect();
                 out.push((line, fields));
             }
         }
@@ -89,14 +118,22 @@ fn records(path: &Path, syntax: Syntax, text: &str, required: &[&str]) -> Result
                         Value::Number(n) => n.to_string(),
                         Value::Null => continue,
                         other => {
-                            return Err(DataError::at(path, Some(i + 1), format!("field {k:?} must be a string or number, got {other}")));
+                            return Err(DataError::at(
+                                path,
+                                Some(i + 1),
+                                format!("field {k:?} must be a string or number, got {other}"),
+                            ));
                         }
                     };
                     fields.insert(k, text);
                 }
                 for r in required {
                     if !fields.contains_key(*r) {
-                        return Err(DataError::at(path, Some(i + 1), format!("missing field {r:?}")));
+                        return Err(DataError::at(
+                            path,
+                            Some(i + 1),
+                            format!("missing field {r:?}"),
+                        ));
                     }
                 }
                 out.push((i + 1, fields));
@@ -123,10 +160,19 @@ pub fn parse(
             return Err(DataError::at(items_path, Some(line), "empty item id"));
         }
         if index.insert(id.clone(), items.len() as u32 + 1).is_some() {
-            return Err(DataError::at(items_path, Some(line), format!("duplicate item id {id:?}")));
+            return Err(DataError::at(
+                items_path,
+                Some(line),
+                format!("duplicate item id {id:?}"),
+            ));
         }
         let title = f["title"].trim().to_string();
-        let text = f.get("text").map(|t| t.trim()).filter(|t| !t.is_empty()).unwrap_or(&title).to_string();
+        let text = f
+            .get("text")
+            .map(|t| t.trim())
+            .filter(|t| !t.is_empty())
+            .unwrap_or(&title)
+            .to_string();
         let image = match f.get("image").map(|s| s.trim()).filter(|s| !s.is_empty()) {
             None => None,
             Some(rel) => {
@@ -147,17 +193,35 @@ pub fn parse(
         });
     }
     let mut seqs = Sequences::default();
-    for (line, f) in records(inter_path, inter_syntax, inter, &["user", "item", "timestamp"])? {
+    for (line, f) in records(
+        inter_path,
+        inter_syntax,
+        inter,
+        &["user", "item", "timestamp"],
+    )? {
         let raw_item = f["item"].trim();
         let item = *index.get(raw_item).ok_or_else(|| {
-            DataError::at(inter_path, Some(line), format!("unknown item id {raw_item:?}: not in {}", items_path.display()))
+            DataError::at(
+                inter_path,
+                Some(line),
+                format!(
+                    "unknown item id {raw_item:?}: not in {}",
+                    items_path.display()
+                ),
+            )
         })?;
         let ts = f["timestamp"].trim();
         let time: f64 = ts
             .parse()
             .ok()
             .filter(|t: &f64| t.is_finite())
-            .ok_or_else(|| DataError::at(inter_path, Some(line), format!("timestamp {ts:?} is not a number")))?;
+            .ok_or_else(|| {
+                DataError::at(
+                    inter_path,
+                    Some(line),
+                    format!("timestamp {ts:?} is not a number"),
+                )
+            })?;
         let user = f["user"].trim();
         if user.is_empty() {
             return Err(DataError::at(inter_path, Some(line), "empty user id"));
@@ -168,5 +232,12 @@ pub fn parse(
         return Err(DataError::at(inter_path, None, "no interactions"));
     }
     let (user_ids, sequences) = seqs.finish();
-    Ok(Dataset::new(name, user_ids, items, sequences, checksum(&[inter.as_bytes(), items_text.as_bytes()]), report))
+    Ok(Dataset::new(
+        name,
+        user_ids,
+        items,
+        sequences,
+        checksum(&[inter.as_bytes(), items_text.as_bytes()]),
+        report,
+    ))
 }

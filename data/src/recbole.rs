@@ -17,12 +17,22 @@ pub fn load(dir: &Path, name: &str) -> Result<Dataset, DataError> {
     let inter = read_text(&dir.join(format!("{name}.inter")))?;
     let item = read_text(&dir.join(format!("{name}.item")))?;
     let user_path = dir.join(format!("{name}.user"));
-    let user = if user_path.exists() { Some(read_text(&user_path)?) } else { None };
+    let user = if user_path.exists() {
+        Some(read_text(&user_path)?)
+    } else {
+        None
+    };
     parse(dir, name, &inter, &item, user.as_deref())
 }
 
 /// Parses the contents of the atomic files (`dir` and `name` only name them in errors).
-pub fn parse(dir: &Path, name: &str, inter: &str, item: &str, user: Option<&str>) -> Result<Dataset, DataError> {
+pub fn parse(
+    dir: &Path,
+    name: &str,
+    inter: &str,
+    item: &str,
+    user: Option<&str>,
+) -> Result<Dataset, DataError> {
     let inter_path = dir.join(format!("{name}.inter"));
     let item_path = dir.join(format!("{name}.item"));
     let items = parse_items(&item_path, item)?;
@@ -40,10 +50,21 @@ pub fn parse(dir: &Path, name: &str, inter: &str, item: &str, user: Option<&str>
     for row in &table.rows {
         let raw_item = row.fields[item_col];
         let item = *index.get(raw_item).ok_or_else(|| {
-            DataError::at(&inter_path, Some(row.line), format!("unknown item id {raw_item:?}: not in {}", item_path.display()))
+            DataError::at(
+                &inter_path,
+                Some(row.line),
+                format!(
+                    "unknown item id {raw_item:?}: not in {}",
+                    item_path.display()
+                ),
+            )
         })?;
         let time: f64 = parse_number(row.fields[time_col]).ok_or_else(|| {
-            DataError::at(&inter_path, Some(row.line), format!("timestamp {:?} is not a number", row.fields[time_col]))
+            DataError::at(
+                &inter_path,
+                Some(row.line),
+                format!("timestamp {:?} is not a number", row.fields[time_col]),
+            )
         })?;
         seqs.push(row.fields[user_col], item, time);
     }
@@ -60,7 +81,14 @@ pub fn parse(dir: &Path, name: &str, inter: &str, item: &str, user: Option<&str>
     if let Some(u) = user {
         parts.push(u.as_bytes());
     }
-    Ok(Dataset::new(name, user_ids, items, sequences, checksum(&parts), LoadReport::default()))
+    Ok(Dataset::new(
+        name,
+        user_ids,
+        items,
+        sequences,
+        checksum(&parts),
+        LoadReport::default(),
+    ))
 }
 
 fn parse_number(s: &str) -> Option<f64> {
@@ -81,10 +109,16 @@ fn parse_items(path: &Path, text: &str) -> Result<Vec<ItemMeta>, DataError> {
     for row in &table.rows {
         let raw = row.fields[id_col];
         if let Some(first) = seen.insert(raw, row.line) {
-            return Err(DataError::at(path, Some(row.line), format!("duplicate item id {raw:?} (first on line {first})")));
+            return Err(DataError::at(
+                path,
+                Some(row.line),
+                format!("duplicate item id {raw:?} (first on line {first})"),
+            ));
         }
         let name = row.fields[title_col].trim();
-        let year = year_col.map(|c| row.fields[c].trim()).filter(|y| !y.is_empty());
+        let year = year_col
+            .map(|c| row.fields[c].trim())
+            .filter(|y| !y.is_empty());
         let year = year.map(|y| y.strip_suffix(".0").unwrap_or(y));
         let title = match year {
             Some(y) => format!("{name} ({y})"),
@@ -93,7 +127,11 @@ fn parse_items(path: &Path, text: &str) -> Result<Vec<ItemMeta>, DataError> {
         let genres: Vec<&str> = genre_col
             .map(|c| row.fields[c].split_whitespace().collect())
             .unwrap_or_default();
-        let text = if genres.is_empty() { title.clone() } else { format!("{title}; {}", genres.join(", ")) };
+        let text = if genres.is_empty() {
+            title.clone()
+        } else {
+            format!("{title}; {}", genres.join(", "))
+        };
         items.push(ItemMeta {
             raw_id: raw.to_string(),
             title,
@@ -126,14 +164,26 @@ impl<'a> Table<'a> {
             .ok_or_else(|| DataError::at(path, Some(1), "empty file: expected a typed header"))?;
         let mut names = Vec::new();
         for col in header.split('\t') {
-            let (name, ty) = col
-                .split_once(':')
-                .ok_or_else(|| DataError::at(path, Some(1), format!("header column {col:?} has no `:type`")))?;
+            let (name, ty) = col.split_once(':').ok_or_else(|| {
+                DataError::at(
+                    path,
+                    Some(1),
+                    format!("header column {col:?} has no `:type`"),
+                )
+            })?;
             if !matches!(ty, "token" | "token_seq" | "float" | "float_seq") {
-                return Err(DataError::at(path, Some(1), format!("header column {col:?} has unknown type {ty:?}")));
+                return Err(DataError::at(
+                    path,
+                    Some(1),
+                    format!("header column {col:?} has unknown type {ty:?}"),
+                ));
             }
             if names.contains(&name) {
-                return Err(DataError::at(path, Some(1), format!("header names column {name:?} twice")));
+                return Err(DataError::at(
+                    path,
+                    Some(1),
+                    format!("header names column {name:?} twice"),
+                ));
             }
             names.push(name);
         }
@@ -144,9 +194,16 @@ impl<'a> Table<'a> {
             }
             let fields: Vec<&str> = line.split('\t').collect();
             if fields.len() != names.len() {
-                return Err(DataError::at(path, Some(i + 1), format!("{} fields, header has {}", fields.len(), names.len())));
+                return Err(DataError::at(
+                    path,
+                    Some(i + 1),
+                    format!("{} fields, header has {}", fields.len(), names.len()),
+                ));
             }
-            rows.push(Row { line: i + 1, fields });
+            rows.push(Row {
+                line: i + 1,
+                fields,
+            });
         }
         Ok(Self { names, rows })
     }
@@ -206,40 +263,78 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("t.item"), ITEMS).unwrap();
         std::fs::write(dir.join("t.inter"), INTER).unwrap();
-        assert_eq!(load(&dir, "t").unwrap().sequences, parse_t(INTER, ITEMS, None).unwrap().sequences);
+        assert_eq!(
+            load(&dir, "t").unwrap().sequences,
+            parse_t(INTER, ITEMS, None).unwrap().sequences
+        );
         let e = load(&dir, "missing").unwrap_err();
         assert!(e.to_string().contains("missing.inter: cannot read"), "{e}");
     }
 
     #[test]
     fn errors_name_file_and_line() {
-        let e = parse_t("user_id:token\titem_id:token\ttimestamp:float\na\t10\t1\na\t99\t2\n", ITEMS, None).unwrap_err();
+        let e = parse_t(
+            "user_id:token\titem_id:token\ttimestamp:float\na\t10\t1\na\t99\t2\n",
+            ITEMS,
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.line(), Some(3));
-        assert_eq!(e.to_string(), "d/t.inter:3: unknown item id \"99\": not in d/t.item");
+        assert_eq!(
+            e.to_string(),
+            "d/t.inter:3: unknown item id \"99\": not in d/t.item"
+        );
 
-        let e = parse_t("user_id:token\titem_id:token\ttimestamp:float\na\t10\n", ITEMS, None).unwrap_err();
+        let e = parse_t(
+            "user_id:token\titem_id:token\ttimestamp:float\na\t10\n",
+            ITEMS,
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "d/t.inter:2: 2 fields, header has 3");
 
         let e = parse_t("user_id\titem_id:token\ttimestamp:float\n", ITEMS, None).unwrap_err();
-        assert_eq!(e.to_string(), "d/t.inter:1: header column \"user_id\" has no `:type`");
+        assert_eq!(
+            e.to_string(),
+            "d/t.inter:1: header column \"user_id\" has no `:type`"
+        );
 
         let e = parse_t("user_id:int\titem_id:token\ttimestamp:float\n", ITEMS, None).unwrap_err();
         assert!(e.to_string().contains("unknown type \"int\""), "{e}");
 
-        let e = parse_t("user_id:token\titem_id:token\ttimestamp:float\na\t10\tsoon\n", ITEMS, None).unwrap_err();
-        assert_eq!(e.to_string(), "d/t.inter:2: timestamp \"soon\" is not a number");
+        let e = parse_t(
+            "user_id:token\titem_id:token\ttimestamp:float\na\t10\tsoon\n",
+            ITEMS,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "d/t.inter:2: timestamp \"soon\" is not a number"
+        );
 
         let e = parse_t("user_id:token\titem_id:token\n", ITEMS, None).unwrap_err();
         assert_eq!(e.to_string(), "d/t.inter:1: header has no timestamp column");
 
-        let e = parse_t("user_id:token\titem_id:token\ttimestamp:float\n", ITEMS, None).unwrap_err();
+        let e = parse_t(
+            "user_id:token\titem_id:token\ttimestamp:float\n",
+            ITEMS,
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "d/t.inter: no interactions");
 
         let e = parse_t(INTER, "item_id:token\ttitle:token\n1\tA\n1\tB\n", None).unwrap_err();
-        assert_eq!(e.to_string(), "d/t.item:3: duplicate item id \"1\" (first on line 2)");
+        assert_eq!(
+            e.to_string(),
+            "d/t.item:3: duplicate item id \"1\" (first on line 2)"
+        );
 
         let e = parse_t(INTER, "", None).unwrap_err();
-        assert_eq!(e.to_string(), "d/t.item:1: empty file: expected a typed header");
+        assert_eq!(
+            e.to_string(),
+            "d/t.item:1: empty file: expected a typed header"
+        );
 
         let e = parse_t(INTER, ITEMS, Some("age:token\n3\n")).unwrap_err();
         assert_eq!(e.to_string(), "d/t.user:1: header has no user_id column");

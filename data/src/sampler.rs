@@ -38,7 +38,10 @@ pub enum Negatives {
 
 /// The negative pool of a group: every item in the training histories of `users`, sorted.
 pub fn group_pool(train: &[Vec<u32>], users: &[usize]) -> Vec<u32> {
-    let mut pool: Vec<u32> = users.iter().flat_map(|&u| train[u].iter().copied()).collect();
+    let mut pool: Vec<u32> = users
+        .iter()
+        .flat_map(|&u| train[u].iter().copied())
+        .collect();
     pool.sort_unstable();
     pool.dedup();
     pool
@@ -62,7 +65,13 @@ pub struct Sampler<'a> {
 
 impl<'a> Sampler<'a> {
     /// A sampler over training sequences `train` (per user index) and items `1..=n_items`.
-    pub fn new(train: &'a [Vec<u32>], n_items: usize, max_len: usize, batch_size: usize, seed: u64) -> Self {
+    pub fn new(
+        train: &'a [Vec<u32>],
+        n_items: usize,
+        max_len: usize,
+        batch_size: usize,
+        seed: u64,
+    ) -> Self {
         let seen = train
             .iter()
             .map(|s| {
@@ -107,7 +116,10 @@ impl<'a> Sampler<'a> {
 
     /// Users whose history covers the whole pool (they get uniform negatives).
     pub fn pool_fallback_users(&self) -> usize {
-        self.trainable_users().into_iter().filter(|&u| self.pool_ok.get(u) == Some(&false)).count()
+        self.trainable_users()
+            .into_iter()
+            .filter(|&u| self.pool_ok.get(u) == Some(&false))
+            .count()
     }
 
     /// Users that can be trained on (at least one input → next pair).
@@ -126,7 +138,8 @@ impl<'a> Sampler<'a> {
 
     /// The batches of `epoch`: a seeded permutation of the trainable users, cut into batches.
     pub fn epoch(&self, epoch: usize) -> Vec<Batch> {
-        let mut rng = StdRng::seed_from_u64(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng =
+            StdRng::seed_from_u64(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut users = self.trainable_users();
         users.shuffle(&mut rng);
         users
@@ -207,14 +220,20 @@ mod tests {
                 assert_eq!(n, 0);
             } else {
                 assert!((1..=10).contains(&n));
-                assert!(!train[b.users[i / 3]].contains(&n), "negative {n} is a training item");
+                assert!(
+                    !train[b.users[i / 3]].contains(&n),
+                    "negative {n} is a training item"
+                );
             }
         }
     }
 
     #[test]
     fn epochs_are_seeded_and_cover_trainable_users() {
-        let train: Vec<Vec<u32>> = (0..40).map(|u| vec![1 + u % 5, 6, 7 + u % 3]).chain([vec![1]]).collect();
+        let train: Vec<Vec<u32>> = (0..40)
+            .map(|u| vec![1 + u % 5, 6, 7 + u % 3])
+            .chain([vec![1]])
+            .collect();
         let s = Sampler::new(&train, 20, 10, 16, 7);
         assert_eq!(s.batches_per_epoch(), 3);
         let e1 = s.epoch(1);
@@ -222,7 +241,11 @@ mod tests {
         assert_ne!(e1, s.epoch(2));
         let mut users: Vec<usize> = e1.iter().flat_map(|b| b.users.clone()).collect();
         users.sort_unstable();
-        assert_eq!(users, (0..40).collect::<Vec<_>>(), "user 40 has one item and is skipped");
+        assert_eq!(
+            users,
+            (0..40).collect::<Vec<_>>(),
+            "user 40 has one item and is skipped"
+        );
     }
 
     #[test]
@@ -246,7 +269,10 @@ mod tests {
             .iter()
             .map(|&i| (counts[i] as f64 - expected).powi(2) / expected)
             .sum();
-        assert!(chi2 < 18.47, "chi-square {chi2} says the draw is not uniform");
+        assert!(
+            chi2 < 18.47,
+            "chi-square {chi2} says the draw is not uniform"
+        );
     }
 
     #[test]
@@ -275,19 +301,30 @@ mod tests {
         }
         // chi-square, 3 dof, p = 0.001 cut-off 16.27
         let expected = draws as f64 / 4.0;
-        let chi2: f64 = allowed.iter().map(|&i| (counts[i] as f64 - expected).powi(2) / expected).sum();
-        assert!(chi2 < 16.27, "chi-square {chi2}: group negatives are not uniform over the pool");
+        let chi2: f64 = allowed
+            .iter()
+            .map(|&i| (counts[i] as f64 - expected).powi(2) / expected)
+            .sum();
+        assert!(
+            chi2 < 16.27,
+            "chi-square {chi2}: group negatives are not uniform over the pool"
+        );
         // every batch of an epoch holds only group users and pool negatives
         for b in s.epoch(3) {
             assert!(b.users.iter().all(|u| *u < 2));
-            assert!(b.neg.iter().all(|&n| n == 0 || [1, 2, 3, 4, 5, 7, 9, 11].contains(&n)));
+            assert!(
+                b.neg
+                    .iter()
+                    .all(|&n| n == 0 || [1, 2, 3, 4, 5, 7, 9, 11].contains(&n))
+            );
         }
     }
 
     #[test]
     fn a_user_covering_the_pool_falls_back_to_uniform() {
         let train = vec![vec![1, 2, 3], vec![1, 2]];
-        let s = Sampler::new(&train, 10, 10, 2, 1).with_negatives(Negatives::Pool(group_pool(&train, &[0, 1])));
+        let s = Sampler::new(&train, 10, 10, 2, 1)
+            .with_negatives(Negatives::Pool(group_pool(&train, &[0, 1])));
         assert_eq!(s.pool_fallback_users(), 1);
         let mut rng = StdRng::seed_from_u64(2);
         for _ in 0..1000 {

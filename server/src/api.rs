@@ -11,7 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use shared::api::{self, ApiError, Health, ModelInfo, Recommendation, Recommendations, UserDetail, UserState, UserSummary, UsersPage};
+use shared::api::{
+    self, ApiError, Health, ModelInfo, Recommendation, Recommendations, UserDetail, UserState,
+    UserSummary, UsersPage,
+};
 use shared::codec::encode_f32;
 use tower_http::services::{ServeDir, ServeFile};
 
@@ -36,7 +39,11 @@ impl AppState {
         let table_body = api::ItemTableBody {
             dim: table.dim(),
             rows: table.len(),
-            data_b64: encode_f32(&(0..table.len()).flat_map(|i| table.row(i).to_vec()).collect::<Vec<_>>()),
+            data_b64: encode_f32(
+                &(0..table.len())
+                    .flat_map(|i| table.row(i).to_vec())
+                    .collect::<Vec<_>>(),
+            ),
             items: (1..table.len() as u32).map(|i| item(&engine, i)).collect(),
         };
         Self {
@@ -98,7 +105,10 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io
 }
 
 fn item(engine: &Engine, id: u32) -> api::Item {
-    let meta = engine.dataset.item(id).expect("item ids come from the dataset");
+    let meta = engine
+        .dataset
+        .item(id)
+        .expect("item ids come from the dataset");
     api::Item {
         id,
         raw_id: meta.raw_id.clone(),
@@ -133,12 +143,17 @@ struct PageQuery {
     limit: Option<usize>,
 }
 
-async fn users(State(s): State<AppState>, q: Result<Query<PageQuery>, QueryRejection>) -> ApiResult<UsersPage> {
+async fn users(
+    State(s): State<AppState>,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> ApiResult<UsersPage> {
     let Query(q) = q?;
     let offset = q.offset.unwrap_or(0);
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > MAX_PAGE {
-        return Err(Error::BadRequest(format!("limit must be between 1 and {MAX_PAGE}")));
+        return Err(Error::BadRequest(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
     }
     let d = &s.engine.dataset;
     let users = (offset..d.n_users().min(offset.saturating_add(limit)))
@@ -157,7 +172,10 @@ async fn users(State(s): State<AppState>, q: Result<Query<PageQuery>, QueryRejec
 
 async fn user(State(s): State<AppState>, UrlPath(id): UrlPath<String>) -> ApiResult<UserDetail> {
     let u = find_user(&s.engine, &id)?;
-    let history = s.engine.dataset.sequences[u].iter().map(|&i| item(&s.engine, i)).collect();
+    let history = s.engine.dataset.sequences[u]
+        .iter()
+        .map(|&i| item(&s.engine, i))
+        .collect();
     Ok(Json(UserDetail { id, history }))
 }
 
@@ -174,7 +192,9 @@ async fn recommendations(
     let Query(q) = q?;
     let k = q.k.unwrap_or(20);
     if k == 0 || k > MAX_K {
-        return Err(Error::BadRequest(format!("k must be between 1 and {MAX_K}")));
+        return Err(Error::BadRequest(format!(
+            "k must be between 1 and {MAX_K}"
+        )));
     }
     let u = find_user(&s.engine, &id)?;
     let items = s
@@ -189,7 +209,10 @@ async fn recommendations(
     Ok(Json(Recommendations { user: id, items }))
 }
 
-async fn user_state(State(s): State<AppState>, UrlPath(id): UrlPath<String>) -> ApiResult<UserState> {
+async fn user_state(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<UserState> {
     let u = find_user(&s.engine, &id)?;
     Ok(Json(UserState {
         user: id,

@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 use burn::tensor::{Device, DeviceKind};
 
 /// Which backend to run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceChoice {
     /// A real GPU through wgpu if present, else flex.
@@ -39,7 +41,8 @@ fn init_wgpu(kind: DeviceKind) -> Result<Device, String> {
 /// wgpu's runtime can be initialised once per process; remember each outcome.
 fn wgpu_default() -> Result<Device, String> {
     static CELL: OnceLock<Result<Device, String>> = OnceLock::new();
-    CELL.get_or_init(|| init_wgpu(DeviceKind::DefaultDevice)).clone()
+    CELL.get_or_init(|| init_wgpu(DeviceKind::DefaultDevice))
+        .clone()
 }
 
 fn wgpu_real_gpu() -> Option<Device> {
@@ -61,7 +64,10 @@ impl DeviceChoice {
                 name: "flex",
             }),
             DeviceChoice::Wgpu => wgpu_default()
-                .map(|device| Resolved { device, name: "wgpu" })
+                .map(|device| Resolved {
+                    device,
+                    name: "wgpu",
+                })
                 .map_err(|e| {
                     anyhow::anyhow!(
                         "wgpu found no usable adapter ({e}); install a GPU driver or Mesa's \
@@ -70,7 +76,10 @@ impl DeviceChoice {
                     )
                 }),
             DeviceChoice::Auto => Ok(match wgpu_real_gpu() {
-                Some(device) => Resolved { device, name: "wgpu" },
+                Some(device) => Resolved {
+                    device,
+                    name: "wgpu",
+                },
                 None => Resolved {
                     device: Device::flex(),
                     name: "flex",

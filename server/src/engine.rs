@@ -38,19 +38,29 @@ impl Engine {
         if record.dataset_checksum != dataset.checksum {
             anyhow::bail!(
                 "the model was trained on {} with checksum {}, but the data on disk has checksum {}",
-                record.dataset, record.dataset_checksum, dataset.checksum
+                record.dataset,
+                record.dataset_checksum,
+                dataset.checksum
             );
         }
         let table_t = model.id_table();
         let [rows, dim] = table_t.dims();
         if rows != dataset.n_items() + 1 {
-            anyhow::bail!("model has {} item rows, dataset has {} items", rows - 1, dataset.n_items());
+            anyhow::bail!(
+                "model has {} item rows, dataset has {} items",
+                rows - 1,
+                dataset.n_items()
+            );
         }
         let device = table_t.device();
         let l = model.max_len();
         let mut states = Vec::with_capacity(dataset.n_users() * dim);
         for chunk in dataset.sequences.chunks(STATE_BATCH) {
-            let seq: Vec<i64> = chunk.iter().flat_map(|s| window(s, l)).map(i64::from).collect();
+            let seq: Vec<i64> = chunk
+                .iter()
+                .flat_map(|s| window(s, l))
+                .map(i64::from)
+                .collect();
             let seq = Tensor::<2, Int>::from_data(TensorData::new(seq, [chunk.len(), l]), &device);
             states.extend(to_vec(model.user_states(seq, table_t.clone())));
         }

@@ -104,9 +104,14 @@ pub fn ranks(model: &SasRec, table: &Tensor<2>, split: &Split, phase: Phase) -> 
         let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [b, 1]), &device);
         let excluded = Tensor::<2, Bool>::from_data(TensorData::new(excluded, [b, rows]), &device);
         let users = model.user_states(seq, table.clone());
-        let scores = users.matmul(table.clone().transpose()).mask_fill(excluded, f32::NEG_INFINITY);
+        let scores = users
+            .matmul(table.clone().transpose())
+            .mask_fill(excluded, f32::NEG_INFINITY);
         let target_scores = scores.clone().gather(1, targets);
-        let rank = scores.greater(target_scores.expand([b, rows])).int().sum_dim(1);
+        let rank = scores
+            .greater(target_scores.expand([b, rows]))
+            .int()
+            .sum_dim(1);
         out.extend(rank.into_data().iter::<i64>().map(|r| r as usize));
     }
     out

@@ -14,7 +14,11 @@ use perpeft::store;
 use perpeft::train::{TrainConfig, train_id_only};
 
 #[derive(Parser)]
-#[command(name = "perpeft", version, about = "PerPEFT Studio: personalised multimodal recommendation")]
+#[command(
+    name = "perpeft",
+    version,
+    about = "PerPEFT Studio: personalised multimodal recommendation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -105,7 +109,10 @@ fn load_dataset(args: &DataArgs) -> anyhow::Result<Dataset> {
         Format::Recbole | Format::Plain => args.data_dir.join(&args.dataset),
     };
     data::load(args.format, &dir, &args.dataset).with_context(|| {
-        format!("loading dataset {} (MovieLens: `python3 scripts/fetch_data.py {}`)", args.dataset, args.dataset)
+        format!(
+            "loading dataset {} (MovieLens: `python3 scripts/fetch_data.py {}`)",
+            args.dataset, args.dataset
+        )
     })
 }
 
@@ -184,7 +191,8 @@ async fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,wgpu_core=warn,wgpu_hal=warn,naga=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,wgpu_core=warn,wgpu_hal=warn,naga=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -202,7 +210,10 @@ fn main() -> anyhow::Result<()> {
             println!("interactions  {}", s.interactions);
             println!("avg length    {:.4}", s.avg_len);
             println!("density       {:.6}", s.density);
-            println!("with image    {}", d.items.iter().filter(|i| i.image.is_some()).count());
+            println!(
+                "with image    {}",
+                d.items.iter().filter(|i| i.image.is_some()).count()
+            );
             println!("missing image {}", d.report.missing_images);
             println!("no title      {}", d.report.missing_titles);
             println!("checksum      {}", d.checksum);

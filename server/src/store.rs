@@ -110,7 +110,11 @@ pub fn load(dir: &Path, device: &Device) -> anyhow::Result<(SasRec, RunRecord)> 
         .load_from(&mut store)
         .map_err(|e| anyhow::anyhow!("loading {}: {e:?}", model_path.display()))?;
     if !result.missing.is_empty() {
-        anyhow::bail!("{} lacks tensors {:?}", model_path.display(), result.missing);
+        anyhow::bail!(
+            "{} lacks tensors {:?}",
+            model_path.display(),
+            result.missing
+        );
     }
     Ok((model, record))
 }

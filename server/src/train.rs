@@ -45,7 +45,10 @@ impl Default for TrainConfig {
 }
 
 /// Tensors of a batch on `device`: `(seq, pos, neg)`, each `[B, L]`.
-pub fn batch_tensors(b: &Batch, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>, Tensor<2, Int>) {
+pub fn batch_tensors(
+    b: &Batch,
+    device: &Device,
+) -> (Tensor<2, Int>, Tensor<2, Int>, Tensor<2, Int>) {
     let shape = [b.users.len(), b.max_len];
     let t = |v: &[u32]| {
         let v: Vec<i64> = v.iter().map(|&x| x as i64).collect();
@@ -56,7 +59,13 @@ pub fn batch_tensors(b: &Batch, device: &Device) -> (Tensor<2, Int>, Tensor<2, I
 
 /// Trains an ID-only SASRec on `dataset`, writing the best-validation model and the run record
 /// to `out_dir` after every improving epoch. Returns the record.
-pub fn train_id_only(dataset: &Dataset, model_cfg: &SasRecConfig, cfg: &TrainConfig, resolved: &Resolved, out_dir: &Path) -> anyhow::Result<RunRecord> {
+pub fn train_id_only(
+    dataset: &Dataset,
+    model_cfg: &SasRecConfig,
+    cfg: &TrainConfig,
+    resolved: &Resolved,
+    out_dir: &Path,
+) -> anyhow::Result<RunRecord> {
     let split = Split::leave_one_out(&dataset.sequences);
     let device = resolved.device.clone().autodiff();
     device.seed(cfg.seed);
@@ -65,7 +74,13 @@ pub fn train_id_only(dataset: &Dataset, model_cfg: &SasRecConfig, cfg: &TrainCon
         .with_epsilon(1e-8)
         .with_weight_decay(cfg.weight_decay as f32)
         .init();
-    let sampler = Sampler::new(&split.train, dataset.n_items(), model_cfg.max_len, cfg.batch_size, cfg.seed);
+    let sampler = Sampler::new(
+        &split.train,
+        dataset.n_items(),
+        model_cfg.max_len,
+        cfg.batch_size,
+        cfg.seed,
+    );
     let mut record = RunRecord {
         method: "id-only".into(),
         dataset: dataset.name.clone(),
@@ -107,11 +122,16 @@ pub fn train_id_only(dataset: &Dataset, model_cfg: &SasRecConfig, cfg: &TrainCon
             eval_seconds: start.elapsed().as_secs_f64() - train_seconds,
         };
         tracing::info!(
-            epoch, loss = format!("{:.4}", rec.loss), valid_ndcg20 = format!("{:.4}", valid.ndcg20),
-            test_hr10 = format!("{:.4}", test.hr10), test_ndcg10 = format!("{:.4}", test.ndcg10),
-            seconds = format!("{:.2}", start.elapsed().as_secs_f64()), "epoch"
+            epoch,
+            loss = format!("{:.4}", rec.loss),
+            valid_ndcg20 = format!("{:.4}", valid.ndcg20),
+            test_hr10 = format!("{:.4}", test.hr10),
+            test_ndcg10 = format!("{:.4}", test.ndcg10),
+            seconds = format!("{:.2}", start.elapsed().as_secs_f64()),
+            "epoch"
         );
-        let improved = record.best_epoch == 0 || valid.ndcg20 > record.epochs[record.best_epoch - 1].valid.ndcg20;
+        let improved = record.best_epoch == 0
+            || valid.ndcg20 > record.epochs[record.best_epoch - 1].valid.ndcg20;
         record.epochs.push(rec);
         if improved {
             record.best_epoch = epoch;

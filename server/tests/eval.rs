@@ -23,7 +23,10 @@ fn batched_ranks_equal_brute_force() {
         let got = ranks(&model, &table_t, &split, phase);
         let users = split.evaluated_users();
         assert_eq!(got.len(), users.len());
-        assert!(users.len() > 400 && users.len() < 600, "some users are too short to evaluate");
+        assert!(
+            users.len() > 400 && users.len() < 600,
+            "some users are too short to evaluate"
+        );
         for (&u, &rank) in users.iter().zip(&got) {
             let mut history = split.train[u].clone();
             let target = match phase {
@@ -33,8 +36,12 @@ fn batched_ranks_equal_brute_force() {
                     split.test[u].unwrap()
                 }
             };
-            let seq: Vec<i64> = window(&history, model.max_len()).into_iter().map(i64::from).collect();
-            let seq = Tensor::<2, Int>::from_data(TensorData::new(seq, [1, model.max_len()]), &device);
+            let seq: Vec<i64> = window(&history, model.max_len())
+                .into_iter()
+                .map(i64::from)
+                .collect();
+            let seq =
+                Tensor::<2, Int>::from_data(TensorData::new(seq, [1, model.max_len()]), &device);
             let state = to_vec(model.user_states(seq, table_t.clone()));
             let scores = table.scores(&state);
             let t = scores[target as usize];
@@ -50,7 +57,10 @@ fn batched_ranks_equal_brute_force() {
                     hi += 1;
                 }
             }
-            assert!(lo <= rank && rank <= hi, "user {u}: rank {rank} outside brute force [{lo}, {hi}]");
+            assert!(
+                lo <= rank && rank <= hi,
+                "user {u}: rank {rank} outside brute force [{lo}, {hi}]"
+            );
         }
         let m = metrics_from_ranks(&got);
         assert_eq!(m.users, users.len());

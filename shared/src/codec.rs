@@ -20,7 +20,7 @@ pub fn decode_f32(text: &str) -> Result<Vec<f32>, String> {
     let bytes = STANDARD
         .decode(text)
         .map_err(|e| format!("invalid base64 float data: {e}"))?;
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(format!(
             "float data has {} bytes, not a multiple of 4",
             bytes.len()
@@ -38,7 +38,15 @@ mod tests {
 
     #[test]
     fn round_trip_is_bit_exact() {
-        let values = [0.0, -0.0, 1.0e-38, f32::MIN_POSITIVE, 3.141_592_7, -2.5e30, f32::MAX];
+        let values = [
+            0.0,
+            -0.0,
+            1.0e-38,
+            f32::MIN_POSITIVE,
+            -1.234_567_9,
+            -2.5e30,
+            f32::MAX,
+        ];
         let back = decode_f32(&encode_f32(&values)).unwrap();
         let bits: Vec<u32> = values.iter().map(|v| v.to_bits()).collect();
         let back_bits: Vec<u32> = back.iter().map(|v| v.to_bits()).collect();
@@ -48,6 +56,10 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         assert!(decode_f32("not base64!").is_err());
-        assert!(decode_f32(&STANDARD.encode([1u8, 2, 3])).unwrap_err().contains("multiple of 4"));
+        assert!(
+            decode_f32(&STANDARD.encode([1u8, 2, 3]))
+                .unwrap_err()
+                .contains("multiple of 4")
+        );
     }
 }

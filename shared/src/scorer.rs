@@ -14,7 +14,7 @@ pub struct ItemTable<'a> {
 impl<'a> ItemTable<'a> {
     /// Wraps row-major data; fails when `data` is not a whole number of rows.
     pub fn new(dim: usize, data: &'a [f32]) -> Result<Self, String> {
-        if dim == 0 || data.len() % dim != 0 {
+        if dim == 0 || !data.len().is_multiple_of(dim) {
             return Err(format!(
                 "item table of {} floats is not a whole number of rows of dimension {dim}",
                 data.len()
@@ -135,7 +135,9 @@ mod tests {
         // deterministic pseudo-random table
         let mut x = 12345u64;
         let mut next = || {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
         };
         let data: Vec<f32> = (0..101 * 8).map(|_| next()).collect();

@@ -11,7 +11,10 @@ fn ranks_like_the_hand_computation() {
     // padding row, then items 1..4
     let data = [9.0, 9.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, -1.0, 0.0];
     let t = ItemTable::new(2, &data).unwrap();
-    let ids: Vec<u32> = top_k(&[1.0, 0.5], &t, &[2], 3).iter().map(|s| s.item).collect();
+    let ids: Vec<u32> = top_k(&[1.0, 0.5], &t, &[2], 3)
+        .iter()
+        .map(|s| s.item)
+        .collect();
     assert_eq!(ids, vec![3, 1, 4]);
 }
 

@@ -21,18 +21,31 @@ pub const TEST_EPOCHS: usize = 3;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn dir_from_env(var: &str, default: &str, hint: &str) -> PathBuf {
-    let dir = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| repo_root().join(default));
-    assert!(dir.exists(), "{} does not exist: {hint} (or set {var})", dir.display());
+    let dir = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(default));
+    assert!(
+        dir.exists(),
+        "{} does not exist: {hint} (or set {var})",
+        dir.display()
+    );
     dir
 }
 
 /// Directory holding the fetched datasets.
 pub fn data_dir() -> PathBuf {
-    dir_from_env("PERPEFT_DATA_DIR", ".cache/data", "run `python3 scripts/fetch_data.py`")
+    dir_from_env(
+        "PERPEFT_DATA_DIR",
+        ".cache/data",
+        "run `python3 scripts/fetch_data.py`",
+    )
 }
 
 /// Directory of the built front end.
@@ -42,7 +55,8 @@ pub fn dist_dir() -> PathBuf {
 
 /// ml-100k, loaded from [`data_dir`].
 pub fn ml100k() -> Dataset {
-    perpeft::data::load(Format::Recbole, &data_dir().join("ml-100k"), "ml-100k").expect("ml-100k loads")
+    perpeft::data::load(Format::Recbole, &data_dir().join("ml-100k"), "ml-100k")
+        .expect("ml-100k loads")
 }
 
 /// A running test server.
@@ -71,9 +85,16 @@ pub fn server(dist: PathBuf) -> &'static TestServer {
             epochs: TEST_EPOCHS,
             ..TrainConfig::default()
         };
-        train_id_only(&dataset, &SasRecConfig::new(dataset.n_items()), &cfg, &resolved, &run_dir)
-            .expect("training the test model");
-        let (model, record) = store::load(&run_dir, &resolved.device).expect("loading the test model");
+        train_id_only(
+            &dataset,
+            &SasRecConfig::new(dataset.n_items()),
+            &cfg,
+            &resolved,
+            &run_dir,
+        )
+        .expect("training the test model");
+        let (model, record) =
+            store::load(&run_dir, &resolved.device).expect("loading the test model");
         let engine = Engine::new(dataset, &model, record.clone()).expect("engine");
         let app = router(AppState::new(engine), &dist);
         let (tx, rx) = std::sync::mpsc::channel();

@@ -10,7 +10,11 @@ use shared::{ItemTable, top_k};
 fn static_dist() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("perpeft-api-dist-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("index.html"), "<html><body>perpeft-test-index</body></html>").unwrap();
+    std::fs::write(
+        dir.join("index.html"),
+        "<html><body>perpeft-test-index</body></html>",
+    )
+    .unwrap();
     dir
 }
 
@@ -18,9 +22,16 @@ async fn get(path: &str) -> (u16, Value) {
     let s = server(static_dist());
     let resp = reqwest::get(s.url(path)).await.unwrap();
     let status = resp.status().as_u16();
-    let ctype = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
     let body = resp.text().await.unwrap();
-    assert!(ctype.starts_with("application/json"), "{path}: content-type {ctype:?}, body {body}");
+    assert!(
+        ctype.starts_with("application/json"),
+        "{path}: content-type {ctype:?}, body {body}"
+    );
     (status, serde_json::from_str(&body).unwrap())
 }
 
@@ -33,7 +44,10 @@ async fn ok<T: for<'de> serde::Deserialize<'de>>(path: &str) -> T {
 async fn error(path: &str, want: u16) -> String {
     let (status, body) = get(path).await;
     assert_eq!(status, want, "{path}: {body}");
-    body["error"].as_str().unwrap_or_else(|| panic!("{path}: no error text in {body}")).to_string()
+    body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{path}: no error text in {body}"))
+        .to_string()
 }
 
 #[tokio::test]
@@ -46,7 +60,11 @@ async fn health_reports_a_model_better_than_chance() {
     // every ml-100k user has at least 20 ratings, so all 943 are evaluated
     assert_eq!(h.model.test.users, 943);
     // chance is about 10 / 1,650 = 0.006
-    assert!(h.model.test.hr10 > 0.03, "HR@10 {} is not better than chance", h.model.test.hr10);
+    assert!(
+        h.model.test.hr10 > 0.03,
+        "HR@10 {} is not better than chance",
+        h.model.test.hr10
+    );
     assert!(h.model.test.ndcg10 > 0.0 && h.model.test.ndcg10 <= h.model.test.hr10);
 }
 
@@ -61,25 +79,56 @@ async fn users_are_paged() {
     let last: UsersPage = ok("/api/users?offset=940&limit=10").await;
     assert_eq!(last.users.len(), 3);
     let default: UsersPage = ok("/api/users").await;
-    assert_eq!((default.offset, default.limit, default.users.len()), (0, 50, 50));
+    assert_eq!(
+        (default.offset, default.limit, default.users.len()),
+        (0, 50, 50)
+    );
 }
 
 #[tokio::test]
 async fn bad_queries_are_400_with_json() {
     assert!(error("/api/users?limit=0", 400).await.contains("limit"));
-    assert!(error("/api/users?limit=100000", 400).await.contains("limit"));
+    assert!(
+        error("/api/users?limit=100000", 400)
+            .await
+            .contains("limit")
+    );
     assert!(!error("/api/users?offset=-1", 400).await.is_empty());
     assert!(!error("/api/users?limit=many", 400).await.is_empty());
-    assert!(error("/api/users/196/recommendations?k=0", 400).await.contains("k must be"));
-    assert!(!error("/api/users/196/recommendations?k=ten", 400).await.is_empty());
+    assert!(
+        error("/api/users/196/recommendations?k=0", 400)
+            .await
+            .contains("k must be")
+    );
+    assert!(
+        !error("/api/users/196/recommendations?k=ten", 400)
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn unknown_things_are_404_with_json() {
-    assert!(error("/api/users/no-such-user", 404).await.contains("no-such-user"));
-    assert!(error("/api/users/0/recommendations", 404).await.contains("unknown user"));
-    assert!(error("/api/users/99999/state", 404).await.contains("unknown user"));
-    assert!(error("/api/nothing-here", 404).await.contains("no such API endpoint"));
+    assert!(
+        error("/api/users/no-such-user", 404)
+            .await
+            .contains("no-such-user")
+    );
+    assert!(
+        error("/api/users/0/recommendations", 404)
+            .await
+            .contains("unknown user")
+    );
+    assert!(
+        error("/api/users/99999/state", 404)
+            .await
+            .contains("unknown user")
+    );
+    assert!(
+        error("/api/nothing-here", 404)
+            .await
+            .contains("no such API endpoint")
+    );
 }
 
 #[tokio::test]
@@ -107,7 +156,10 @@ async fn recommendations_are_unseen_ranked_and_match_the_shared_scorer() {
     let recs: Recommendations = ok("/api/users/196/recommendations?k=20").await;
     assert_eq!(recs.items.len(), 20);
     let seen: Vec<u32> = detail.history.iter().map(|i| i.id).collect();
-    assert!(recs.items.iter().all(|r| !seen.contains(&r.item.id)), "a seen item was recommended");
+    assert!(
+        recs.items.iter().all(|r| !seen.contains(&r.item.id)),
+        "a seen item was recommended"
+    );
     assert!(recs.items.windows(2).all(|w| w[0].score >= w[1].score));
 
     // What the browser does: rank with the state and the table, using the shared scorer.

@@ -34,7 +34,11 @@ impl Drop for Driver {
 }
 
 fn start_driver() -> Driver {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
     let child = Command::new(&bin)
         .arg(format!("--port={port}"))
@@ -42,11 +46,15 @@ fn start_driver() -> Driver {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {bin} ({e}): install chromium-driver"));
-    let profile = std::env::temp_dir().join(format!("perpeft-chromium-{}-{port}", std::process::id()));
+    let profile =
+        std::env::temp_dir().join(format!("perpeft-chromium-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&profile).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not listen on port {port}");
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not listen on port {port}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     Driver {
@@ -82,7 +90,11 @@ async fn item_ids(c: &Client, list: &str, n: usize) -> Vec<u32> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut ids = Vec::new();
-        for li in c.find_all(Locator::Css(&format!("{list} > li"))).await.unwrap() {
+        for li in c
+            .find_all(Locator::Css(&format!("{list} > li")))
+            .await
+            .unwrap()
+        {
             if let Some(id) = li.attr("data-item-id").await.unwrap() {
                 ids.push(id.parse().unwrap());
             }
@@ -90,7 +102,11 @@ async fn item_ids(c: &Client, list: &str, n: usize) -> Vec<u32> {
         if ids.len() == n {
             return ids;
         }
-        assert!(Instant::now() < deadline, "{list} has {} items, expected {n}", ids.len());
+        assert!(
+            Instant::now() < deadline,
+            "{list} has {} items, expected {n}",
+            ids.len()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -128,8 +144,15 @@ async fn pick_a_user_and_see_recommendations_ranked_identically_in_the_browser()
 
     let server_list = item_ids(&c, "#server-recs", 20).await;
     let browser_list = item_ids(&c, "#browser-recs", 20).await;
-    assert_eq!(server_list, api_ids[..20], "the page shows the server's ranking");
-    assert_eq!(browser_list, server_list, "the WASM scorer ranks exactly as the server does");
+    assert_eq!(
+        server_list,
+        api_ids[..20],
+        "the page shows the server's ranking"
+    );
+    assert_eq!(
+        browser_list, server_list,
+        "the WASM scorer ranks exactly as the server does"
+    );
     let first_title = c
         .find(Locator::Css("#server-recs > li"))
         .await
@@ -137,7 +160,10 @@ async fn pick_a_user_and_see_recommendations_ranked_identically_in_the_browser()
         .text()
         .await
         .unwrap();
-    assert!(first_title.starts_with(&api.items[0].item.title), "{first_title:?}");
+    assert!(
+        first_title.starts_with(&api.items[0].item.title),
+        "{first_title:?}"
+    );
 
     // Dismiss the top item: the browser reranks locally and pulls in the 21st.
     c.find(Locator::Css("#browser-recs > li button.dismiss"))

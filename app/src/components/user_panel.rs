@@ -86,7 +86,8 @@ pub fn UserPanel(user_id: String) -> impl IntoView {
 /// Ranks with `shared::top_k` in WASM; "dismiss" hides an item and reranks locally.
 #[component]
 fn BrowserRanking(state: UserState, table: ItemTableBody) -> impl IntoView {
-    let decoded = decode_f32(&state.vector_b64).and_then(|v| decode_f32(&table.data_b64).map(|t| (v, t)));
+    let decoded =
+        decode_f32(&state.vector_b64).and_then(|v| decode_f32(&table.data_b64).map(|t| (v, t)));
     let (vector, data) = match decoded {
         Ok(x) => x,
         Err(e) => return view! { <p class="error">{e}</p> }.into_any(),
@@ -100,7 +101,8 @@ fn BrowserRanking(state: UserState, table: ItemTableBody) -> impl IntoView {
         exclude.extend(dismissed.get());
         top_k(&vector, &t, &exclude, K)
     });
-    let title = move |id: u32| items.with_value(|items: &Vec<Item>| items[id as usize - 1].title.clone());
+    let title =
+        move |id: u32| items.with_value(|items: &Vec<Item>| items[id as usize - 1].title.clone());
     view! {
         <p class="note">{move || format!("{} dismissed", dismissed.get().len())}</p>
         <ol id="browser-recs">

@@ -3,8 +3,10 @@
 //! un-normalised input, dropout before the ReLU in the feed-forward block, LayerNorm eps 1e-8,
 //! absolute right-aligned positions `1..=L` with position 0 for padding.
 
-use burn::nn::{Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::module::Param;
+use burn::nn::{
+    Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, softmax};
 use burn::tensor::module::embedding;
@@ -74,7 +76,13 @@ fn xavier_std(fan_in: usize, fan_out: usize) -> f64 {
     (2.0 / (fan_in + fan_out) as f64).sqrt()
 }
 
-fn normal_linear(d_in: usize, d_out: usize, std: f64, bias: Option<Initializer>, device: &Device) -> Linear {
+fn normal_linear(
+    d_in: usize,
+    d_out: usize,
+    std: f64,
+    bias: Option<Initializer>,
+    device: &Device,
+) -> Linear {
     let mut linear = LinearConfig::new(d_in, d_out)
         .with_initializer(Initializer::Normal { mean: 0.0, std })
         .init(device);
@@ -89,12 +97,22 @@ impl SasRecConfig {
     /// (attention in-projection counted as one `[3d, d]` matrix, as PyTorch stores it),
     /// zero attention biases, PyTorch-default feed-forward biases, zero padding rows.
     pub fn init(&self, device: &Device) -> SasRec {
-        assert!(self.hidden % self.heads == 0, "hidden must be divisible by heads");
+        assert!(
+            self.hidden.is_multiple_of(self.heads),
+            "hidden must be divisible by heads"
+        );
         let d = self.hidden;
         let zeros = Some(Initializer::Zeros);
         let bound = 1.0 / (d as f64).sqrt();
-        let conv_bias = Some(Initializer::Uniform { min: -bound, max: bound });
-        let ln = || LayerNormConfig::new(d).with_epsilon(self.ln_eps).init(device);
+        let conv_bias = Some(Initializer::Uniform {
+            min: -bound,
+            max: bound,
+        });
+        let ln = || {
+            LayerNormConfig::new(d)
+                .with_epsilon(self.ln_eps)
+                .init(device)
+        };
         let blocks = (0..self.blocks)
             .map(|_| Block {
                 attn_norm: ln(),
@@ -211,6 +229,8 @@ impl SasRec {
     pub fn user_states(&self, seq: Tensor<2, Int>, table: Tensor<2>) -> Tensor<2> {
         let [b, l] = seq.dims();
         let d = self.hidden;
-        self.forward(seq, table).slice([0..b, l - 1..l, 0..d]).reshape([b, d])
+        self.forward(seq, table)
+            .slice([0..b, l - 1..l, 0..d])
+            .reshape([b, d])
     }
 }
