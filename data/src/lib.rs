@@ -245,6 +245,14 @@ impl fmt::Display for DataError {
 
 impl std::error::Error for DataError {}
 
+/// The distinct items of a sequence, sorted (for exclusion look-ups by binary search).
+pub fn sorted_distinct(items: &[u32]) -> Vec<u32> {
+    let mut v = items.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// Reads a whole file, naming it on failure.
 pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
     std::fs::read(path).map_err(|e| DataError::at(path, None, format!("cannot read: {e}")))

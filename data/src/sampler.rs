@@ -72,15 +72,7 @@ impl<'a> Sampler<'a> {
         batch_size: usize,
         seed: u64,
     ) -> Self {
-        let seen = train
-            .iter()
-            .map(|s| {
-                let mut v = s.clone();
-                v.sort_unstable();
-                v.dedup();
-                v
-            })
-            .collect();
+        let seen = train.iter().map(|s| crate::sorted_distinct(s)).collect();
         Self {
             train,
             seen,

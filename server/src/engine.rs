@@ -4,7 +4,7 @@
 use burn::prelude::*;
 use shared::{ItemTable, Scored, top_k};
 
-use crate::data::Dataset;
+use crate::data::{Dataset, sorted_distinct};
 use crate::eval::window;
 use crate::rec::SasRec;
 use crate::store::RunRecord;
@@ -67,12 +67,7 @@ impl Engine {
         let seen = dataset
             .sequences
             .iter()
-            .map(|s| {
-                let mut v = s.clone();
-                v.sort_unstable();
-                v.dedup();
-                v
-            })
+            .map(|s| sorted_distinct(s))
             .collect();
         Ok(Self {
             dim,

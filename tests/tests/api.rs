@@ -172,10 +172,7 @@ async fn recommendations_are_unseen_ranked_and_match_the_shared_scorer() {
     let vector = decode_f32(&state.vector_b64).unwrap();
     let mut exclude = state.exclude.clone();
     exclude.sort_unstable();
-    let mut sorted_seen = seen.clone();
-    sorted_seen.sort_unstable();
-    sorted_seen.dedup();
-    assert_eq!(exclude, sorted_seen);
+    assert_eq!(exclude, perpeft::data::sorted_distinct(&seen));
     let local = top_k(&vector, &t, &state.exclude, 20);
     let server_ids: Vec<u32> = recs.items.iter().map(|r| r.item.id).collect();
     let local_ids: Vec<u32> = local.iter().map(|s| s.item).collect();
