@@ -23,9 +23,14 @@ log "cargo clippy -D warnings"
 cargo clippy --release --all-targets -- -D warnings
 cargo clippy --release -p app --target wasm32-unknown-unknown -- -D warnings
 
+results="$(mktemp)"
 log "shared scorer in WASM (node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-    cargo test --release -p shared --target wasm32-unknown-unknown --test wasm
+    cargo test --release -p shared --target wasm32-unknown-unknown --test wasm 2>&1 | tee -a "$results"
 
 log "native tests (unit, API over HTTP, wgpu + flex, browser)"
-cargo test --release
+cargo test --release 2>&1 | tee -a "$results"
+
+# One closing line over every test binary above.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "total: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' "$results"
