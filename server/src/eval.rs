@@ -2,7 +2,7 @@
 //! the user's history, in batches of users on the device (one matrix product per batch).
 //!
 //! Rank = number of non-excluded items scoring strictly higher than the target (ties go to the
-//! target). HR@K = 1[rank < K], NDCG@K = 1/log2(rank + 2) if rank < K.
+//! target). HR@K = 1[rank < K], NDCG@K = 1/log2(rank + 2) if rank < K, for K = 10, 20, 30.
 
 use burn::prelude::*;
 use shared::api::Metrics;
@@ -71,6 +71,8 @@ pub fn metrics_from_ranks(ranks: &[usize]) -> Metrics {
         ndcg10: ndcg(10),
         hr20: hr(20),
         ndcg20: ndcg(20),
+        hr30: hr(30),
+        ndcg30: ndcg(30),
         users: ranks.len(),
     }
 }
@@ -129,6 +131,9 @@ mod tests {
     #[test]
     fn metrics_by_hand() {
         let m = metrics_from_ranks(&[0, 9, 10, 25]);
+        assert!((m.hr30 - 1.0).abs() < 1e-12);
+        let n30 = (1.0 + 1.0 / 11f64.log2() + 1.0 / 12f64.log2() + 1.0 / 27f64.log2()) / 4.0;
+        assert!((m.ndcg30 - n30).abs() < 1e-12);
         assert_eq!(m.users, 4);
         assert!((m.hr10 - 0.5).abs() < 1e-12);
         assert!((m.hr20 - 0.75).abs() < 1e-12);

@@ -130,7 +130,7 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let record = train_id_only(&dataset, &model_cfg, &cfg, &resolved, &args.out)?;
     let t = record.test;
     println!(
-        "trained id-only SASRec on {} ({}) in {:.1}s; best epoch {} of {}; test HR@10 {:.4} NDCG@10 {:.4} HR@20 {:.4} NDCG@20 {:.4} ({} users); saved to {}",
+        "trained id-only SASRec on {} ({}) in {:.1}s; best epoch {} of {}; test HR@10 {:.4} NDCG@10 {:.4} HR@20 {:.4} NDCG@20 {:.4} HR@30 {:.4} NDCG@30 {:.4} ({} users); saved to {}",
         record.dataset,
         record.device,
         start.elapsed().as_secs_f64(),
@@ -140,6 +140,8 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         t.ndcg10,
         t.hr20,
         t.ndcg20,
+        t.hr30,
+        t.ndcg30,
         t.users,
         args.out.display()
     );

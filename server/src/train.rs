@@ -1,11 +1,13 @@
 //! `train` owns the training loop: seeded batches → SASRec loss → AdamW, full-ranking
 //! evaluation on validation and test after every epoch, and the best-validation checkpoint.
+//! A progress bar (stderr, hidden when not a terminal) shows the running loss and the ETA.
 
 use std::path::Path;
 use std::time::Instant;
 
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use shared::api::Metrics;
 
@@ -97,16 +99,27 @@ pub fn train_id_only(
         dataset = %dataset.name, users = dataset.n_users(), items = dataset.n_items(),
         device = resolved.name, batches = sampler.batches_per_epoch(), "training id-only SASRec"
     );
+    let bar = ProgressBar::new((cfg.epochs * sampler.batches_per_epoch()) as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} steps, loss {msg}, eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
     for epoch in 1..=cfg.epochs {
         let start = Instant::now();
         let mut loss_sum = 0.0;
         let batches = sampler.epoch(epoch);
-        for batch in &batches {
+        bar.set_prefix(format!("epoch {epoch}/{}", cfg.epochs));
+        for (step, batch) in batches.iter().enumerate() {
             let (seq, pos, neg) = batch_tensors(batch, &device);
             let loss = bce_loss(&model, model.id_table(), seq, pos, neg);
             loss_sum += loss.clone().into_scalar::<f32>() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(cfg.lr, model, grads);
+            bar.set_message(format!("{:.4}", loss_sum / (step + 1) as f64));
+            bar.inc(1);
         }
         let train_seconds = start.elapsed().as_secs_f64();
         let inference = model.valid();
@@ -140,5 +153,6 @@ pub fn train_id_only(
         }
         store::save_record(out_dir, &record)?;
     }
+    bar.finish_and_clear();
     Ok(record)
 }

@@ -37,6 +37,10 @@ pub struct Metrics {
     pub hr20: f64,
     /// NDCG at 20.
     pub ndcg20: f64,
+    /// Hit rate at 30.
+    pub hr30: f64,
+    /// NDCG at 30.
+    pub ndcg30: f64,
     /// Users evaluated.
     pub users: usize,
 }
