@@ -4,13 +4,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use shared::api::HistoryRequest;
 use shared::api::{
     self, ApiError, Health, ModelInfo, Recommendation, Recommendations, UserDetail, UserState,
     UserSummary, UsersPage,
@@ -72,6 +73,12 @@ impl IntoResponse for Error {
     }
 }
 
+impl From<JsonRejection> for Error {
+    fn from(r: JsonRejection) -> Self {
+        Error::BadRequest(r.body_text())
+    }
+}
+
 impl From<QueryRejection> for Error {
     fn from(r: QueryRejection) -> Self {
         Error::BadRequest(r.body_text())
@@ -90,6 +97,8 @@ pub fn router(state: AppState, dist: &Path) -> Router {
         .route("/users/{id}/recommendations", get(recommendations))
         .route("/users/{id}/state", get(user_state))
         .route("/items/table", get(item_table))
+        .route("/scorer", get(scorer))
+        .route("/recommendations", post(recommend_history))
         .fallback(|| async { Error::NotFound("no such API endpoint".into()) })
         .with_state(state);
     let index = dist.join("index.html");
@@ -182,6 +191,50 @@ async fn user(State(s): State<AppState>, UrlPath(id): UrlPath<String>) -> ApiRes
 #[derive(Debug, Deserialize)]
 struct KQuery {
     k: Option<usize>,
+}
+
+fn check_k(k: Option<usize>) -> Result<usize, Error> {
+    let k = k.unwrap_or(20);
+    if k == 0 || k > MAX_K {
+        return Err(Error::BadRequest(format!(
+            "k must be between 1 and {MAX_K}"
+        )));
+    }
+    Ok(k)
+}
+
+fn to_body(engine: &Engine, user: String, ranked: Vec<shared::Scored>) -> Recommendations {
+    let items = ranked
+        .into_iter()
+        .map(|r| Recommendation {
+            item: item(engine, r.item),
+            score: r.score,
+        })
+        .collect();
+    Recommendations { user, items }
+}
+
+async fn recommend_history(
+    State(s): State<AppState>,
+    body: Result<Json<HistoryRequest>, JsonRejection>,
+) -> ApiResult<Recommendations> {
+    let Json(req) = body?;
+    let k = check_k(req.k)?;
+    let n = s.engine.dataset.n_items() as u32;
+    if let Some(bad) = req.history.iter().find(|&&i| i == 0 || i > n) {
+        return Err(Error::BadRequest(format!(
+            "unknown item id {bad}: ids are 1..={n}"
+        )));
+    }
+    Ok(Json(to_body(
+        &s.engine,
+        String::new(),
+        s.engine.recommend_for_history(&req.history, k),
+    )))
+}
+
+async fn scorer(State(s): State<AppState>) -> Json<shared::sasrec::SasRec> {
+    Json(s.engine.scorer().clone())
 }
 
 async fn recommendations(

@@ -1,16 +1,13 @@
-//! `engine` owns what the server serves: the dataset, the trained model's item table and every
-//! user's current state, computed once at start-up; ranking itself is `shared::scorer`.
+//! `engine` owns what the server serves: the dataset, the trained model's item table, its SASRec
+//! as the plain-Rust `shared::sasrec::SasRec`, and every user's current state, computed once at
+//! start-up with that same code the browser runs; ranking itself is `shared::scorer`.
 
 use burn::prelude::*;
 use shared::{ItemTable, Scored, top_k};
 
 use crate::data::{Dataset, sorted_distinct};
-use crate::eval::window;
 use crate::rec::SasRec;
 use crate::store::RunRecord;
-
-/// Users per batch when computing states.
-const STATE_BATCH: usize = 512;
 
 /// A loaded model ready to rank for every user of its dataset.
 #[derive(Debug)]
@@ -21,6 +18,7 @@ pub struct Engine {
     pub record: RunRecord,
     dim: usize,
     table: Vec<f32>,
+    scorer: shared::sasrec::SasRec,
     states: Vec<f32>,
     /// Per user, sorted distinct history items (never recommended).
     seen: Vec<Vec<u32>>,
@@ -52,18 +50,14 @@ impl Engine {
                 dataset.n_items()
             );
         }
-        let device = table_t.device();
-        let l = model.max_len();
-        let mut states = Vec::with_capacity(dataset.n_users() * dim);
-        for chunk in dataset.sequences.chunks(STATE_BATCH) {
-            let seq: Vec<i64> = chunk
-                .iter()
-                .flat_map(|s| window(s, l))
-                .map(i64::from)
-                .collect();
-            let seq = Tensor::<2, Int>::from_data(TensorData::new(seq, [chunk.len(), l]), &device);
-            states.extend(to_vec(model.user_states(seq, table_t.clone())));
-        }
+        let table = to_vec(table_t);
+        let scorer = model.to_scorer();
+        let item_table = ItemTable::new(dim, &table).expect("table rows are whole");
+        let states = dataset
+            .sequences
+            .iter()
+            .flat_map(|s| scorer.user_state(&item_table, s))
+            .collect();
         let seen = dataset
             .sequences
             .iter()
@@ -71,7 +65,8 @@ impl Engine {
             .collect();
         Ok(Self {
             dim,
-            table: to_vec(table_t),
+            table,
+            scorer,
             states,
             seen,
             dataset,
@@ -97,6 +92,17 @@ impl Engine {
     /// Items user `u` already interacted with (sorted, distinct).
     pub fn seen(&self, u: usize) -> &[u32] {
         &self.seen[u]
+    }
+
+    /// SASRec's inference weights (sent to the browser).
+    pub fn scorer(&self) -> &shared::sasrec::SasRec {
+        &self.scorer
+    }
+
+    /// The `k` best items for an arbitrary history (a new user), excluding the history.
+    pub fn recommend_for_history(&self, history: &[u32], k: usize) -> Vec<Scored> {
+        let state = self.scorer.user_state(&self.table(), history);
+        top_k(&state, &self.table(), &sorted_distinct(history), k)
     }
 
     /// The `k` best unseen items for user index `u`.

@@ -105,6 +105,15 @@ pub struct Recommendations {
     pub items: Vec<Recommendation>,
 }
 
+/// `POST /api/recommendations`: rank for a history the model has not seen (a new user).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HistoryRequest {
+    /// Internal item ids, oldest first.
+    pub history: Vec<u32>,
+    /// How many items (default 20).
+    pub k: Option<usize>,
+}
+
 /// `GET /api/users/{id}/state`: what the browser needs to rank for this user itself.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct UserState {

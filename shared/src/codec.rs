@@ -63,3 +63,19 @@ mod tests {
         );
     }
 }
+
+/// `#[serde(with = "shared::codec::b64")]` for `Vec<f32>` fields: base64 of little-endian bytes.
+pub mod b64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialises as [`super::encode_f32`] text.
+    pub fn serialize<S: Serializer>(values: &[f32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::encode_f32(values))
+    }
+
+    /// Deserialises [`super::encode_f32`] text.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+        let text = String::deserialize(d)?;
+        super::decode_f32(&text).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,11 +1,13 @@
 //! Shared by the server (native) and the app (WASM): the JSON API types ([`api`]), the compact
-//! binary encoding of float vectors ([`codec`]) and the per-group scorer ([`scorer`]).
+//! binary encoding of float vectors ([`codec`]), the per-group scorer ([`scorer`]) and SASRec
+//! inference in plain Rust ([`sasrec`]).
 //!
 //! Invariant: this crate depends on neither burn nor axum, so it compiles to
 //! `wasm32-unknown-unknown` and the browser ranks with exactly the code the server ranks with.
 
 pub mod api;
 pub mod codec;
+pub mod sasrec;
 pub mod scorer;
 
 pub use scorer::{ItemTable, Scored, top_k};

@@ -69,7 +69,9 @@ pub struct SasRec {
     last_norm: LayerNorm,
     emb_dropout: Dropout,
     hidden: usize,
+    heads: usize,
     max_len: usize,
+    ln_eps: f64,
 }
 
 fn xavier_std(fan_in: usize, fan_out: usize) -> f64 {
@@ -145,7 +147,9 @@ impl SasRecConfig {
             last_norm: ln(),
             emb_dropout: DropoutConfig::new(self.dropout).init(),
             hidden: d,
+            heads: self.heads,
             max_len: self.max_len,
+            ln_eps: self.ln_eps,
         }
     }
 }
@@ -171,7 +175,8 @@ impl CausalAttention {
         let k = split(self.key.forward(kv.clone()));
         let v = split(self.value.forward(kv));
         let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt());
-        let blocked = Tensor::<2, Bool>::triu_mask([l, l], 1, &scores.device())
+        // `tril_mask` is *false* on and below the diagonal: true marks the future (s > t)
+        let blocked = Tensor::<2, Bool>::tril_mask([l, l], 0, &scores.device())
             .reshape([1, 1, l, l])
             .expand([b, h, l, l]);
         let weights = softmax(scores.mask_fill(blocked, -1.0e9), 3);
@@ -200,6 +205,58 @@ impl SasRec {
     /// Hidden size `d`.
     pub fn hidden(&self) -> usize {
         self.hidden
+    }
+
+    /// The inference weights as the plain-Rust [`shared::sasrec::SasRec`] (what the server
+    /// serves with and the browser runs).
+    pub fn to_scorer(&self) -> shared::sasrec::SasRec {
+        let floats = |t: Tensor<1>| t.into_data().iter::<f32>().collect::<Vec<f32>>();
+        let dense = |l: &Linear| {
+            let [d_in, d_out] = l.weight.val().dims();
+            shared::sasrec::Dense {
+                d_in,
+                d_out,
+                weight: l.weight.val().into_data().iter::<f32>().collect(),
+                bias: l
+                    .bias
+                    .as_ref()
+                    .map(|b| floats(b.val()))
+                    .unwrap_or_else(|| vec![0.0; d_out]),
+            }
+        };
+        let norm = |n: &LayerNorm| shared::sasrec::Norm {
+            gamma: floats(n.gamma.val()),
+            beta: n
+                .beta
+                .as_ref()
+                .map(|b| floats(b.val()))
+                .unwrap_or_else(|| vec![0.0; self.hidden]),
+            eps: self.ln_eps as f32,
+        };
+        shared::sasrec::SasRec {
+            hidden: self.hidden,
+            heads: self.heads,
+            max_len: self.max_len,
+            pos_emb: zero_row0(self.pos_emb.val())
+                .into_data()
+                .iter::<f32>()
+                .collect(),
+            blocks: self
+                .blocks
+                .iter()
+                .map(|b| shared::sasrec::Block {
+                    attn_norm: norm(&b.attn_norm),
+                    query: dense(&b.attn.query),
+                    key: dense(&b.attn.key),
+                    value: dense(&b.attn.value),
+                    out: dense(&b.attn.out),
+                    ffn_norm: norm(&b.ffn_norm),
+                    fc1: dense(&b.fc1),
+                    fc2: dense(&b.fc2),
+                })
+                .collect(),
+            last_norm: norm(&self.last_norm),
+        }
     }
 
     /// The ID-only item table `E_id` (row 0 zero), `[n_items + 1, d]`.
@@ -232,5 +289,41 @@ impl SasRec {
         self.forward(seq, table)
             .slice([0..b, l - 1..l, 0..d])
             .reshape([b, d])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Slot t must not see slots after t: changing the last input leaves earlier slots unchanged.
+    #[test]
+    fn attention_is_causal() {
+        let device = Device::flex();
+        device.seed(1);
+        let model = SasRecConfig::new(20).with_dropout(0.0).init(&device);
+        let run = |last: i64| {
+            let seq = Tensor::<2, Int>::from_data(
+                TensorData::new(vec![0, 0, 3, 4, 5, 6, 7, 8, 9, last], [1, 10]),
+                &device,
+            );
+            model
+                .forward(seq, model.id_table())
+                .into_data()
+                .iter::<f32>()
+                .collect::<Vec<f32>>()
+        };
+        let (a, b) = (run(10), run(11));
+        let d = model.hidden();
+        assert_eq!(
+            a[..9 * d],
+            b[..9 * d],
+            "earlier slots changed when only the last input did"
+        );
+        assert_ne!(
+            a[9 * d..],
+            b[9 * d..],
+            "the last slot must see its own input"
+        );
     }
 }

@@ -1,0 +1,250 @@
+//! SASRec inference in plain Rust: a user's state from their recent history over one item
+//! table, exactly as the server's burn model computes it in inference mode (no dropout;
+//! the reference's quirks included: no padding mask, attention residual from the normalised
+//! query, key/value from the un-normalised input). With it the browser recomputes a user's
+//! state when their history changes, without a round trip. A server test checks it against
+//! burn to 1e-5.
+
+use serde::{Deserialize, Serialize};
+
+// Float vectors travel as base64 (`codec::b64`) so the browser's copy is bit-identical.
+
+use crate::scorer::{ItemTable, dot};
+
+/// A linear layer `y = x W + b`, `W` row-major `[d_in, d_out]` (burn's layout).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dense {
+    /// Input size.
+    pub d_in: usize,
+    /// Output size.
+    pub d_out: usize,
+    /// `[d_in, d_out]`, row-major.
+    #[serde(with = "crate::codec::b64")]
+    pub weight: Vec<f32>,
+    /// `[d_out]`.
+    #[serde(with = "crate::codec::b64")]
+    pub bias: Vec<f32>,
+}
+
+impl Dense {
+    fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let mut y = self.bias.clone();
+        for (i, &xi) in x.iter().enumerate() {
+            let row = &self.weight[i * self.d_out..(i + 1) * self.d_out];
+            for (yj, &w) in y.iter_mut().zip(row) {
+                *yj += xi * w;
+            }
+        }
+        y
+    }
+}
+
+/// Layer normalisation with biased variance, as burn and PyTorch compute it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Norm {
+    /// Scale.
+    #[serde(with = "crate::codec::b64")]
+    pub gamma: Vec<f32>,
+    /// Shift.
+    #[serde(with = "crate::codec::b64")]
+    pub beta: Vec<f32>,
+    /// Epsilon.
+    pub eps: f32,
+}
+
+impl Norm {
+    fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let n = x.len() as f32;
+        let mean = x.iter().sum::<f32>() / n;
+        let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+        let inv = 1.0 / (var + self.eps).sqrt();
+        x.iter()
+            .zip(self.gamma.iter().zip(&self.beta))
+            .map(|(v, (g, b))| (v - mean) * inv * g + b)
+            .collect()
+    }
+}
+
+/// One transformer block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Block {
+    /// LayerNorm before attention.
+    pub attn_norm: Norm,
+    /// Query projection.
+    pub query: Dense,
+    /// Key projection.
+    pub key: Dense,
+    /// Value projection.
+    pub value: Dense,
+    /// Output projection.
+    pub out: Dense,
+    /// LayerNorm before the feed-forward block.
+    pub ffn_norm: Norm,
+    /// First feed-forward layer.
+    pub fc1: Dense,
+    /// Second feed-forward layer.
+    pub fc2: Dense,
+}
+
+/// The weights SASRec needs at inference, besides the item table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SasRec {
+    /// Hidden size `d`.
+    pub hidden: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Window length `L`.
+    pub max_len: usize,
+    /// Position embeddings `[max_len + 1, hidden]`, row 0 zero.
+    #[serde(with = "crate::codec::b64")]
+    pub pos_emb: Vec<f32>,
+    /// Transformer blocks.
+    pub blocks: Vec<Block>,
+    /// Final LayerNorm.
+    pub last_norm: Norm,
+}
+
+impl SasRec {
+    /// The user state: the last slot's hidden state for the right-aligned window of the last
+    /// `max_len` items of `history` over `table`.
+    pub fn user_state(&self, table: &ItemTable<'_>, history: &[u32]) -> Vec<f32> {
+        let (d, l) = (self.hidden, self.max_len);
+        assert_eq!(table.dim(), d, "item table dimension");
+        let take = history.len().min(l);
+        let mut seq = vec![0u32; l];
+        seq[l - take..].copy_from_slice(&history[history.len() - take..]);
+        let scale = (d as f32).sqrt();
+        let mut x: Vec<Vec<f32>> = seq
+            .iter()
+            .enumerate()
+            .map(|(t, &item)| {
+                let pos = if item == 0 { 0 } else { t + 1 };
+                let p = &self.pos_emb[pos * d..(pos + 1) * d];
+                table
+                    .row(item as usize)
+                    .iter()
+                    .zip(p)
+                    .map(|(e, p)| e * scale + p)
+                    .collect()
+            })
+            .collect();
+        for block in &self.blocks {
+            x = self.block(block, &x);
+        }
+        self.last_norm.forward(&x[l - 1])
+    }
+
+    fn block(&self, b: &Block, x: &[Vec<f32>]) -> Vec<Vec<f32>> {
+        let d = self.hidden;
+        let hd = d / self.heads;
+        let q: Vec<Vec<f32>> = x.iter().map(|v| b.attn_norm.forward(v)).collect();
+        let qp: Vec<Vec<f32>> = q.iter().map(|v| b.query.forward(v)).collect();
+        let kp: Vec<Vec<f32>> = x.iter().map(|v| b.key.forward(v)).collect();
+        let vp: Vec<Vec<f32>> = x.iter().map(|v| b.value.forward(v)).collect();
+        let inv = 1.0 / (hd as f32).sqrt();
+        x.iter()
+            .enumerate()
+            .map(|(t, _)| {
+                let mut ctx = vec![0.0f32; d];
+                for h in 0..self.heads {
+                    let r = h * hd..(h + 1) * hd;
+                    // causal: slot t attends to slots 0..=t
+                    let scores: Vec<f32> = (0..=t)
+                        .map(|s| dot(&qp[t][r.clone()], &kp[s][r.clone()]) * inv)
+                        .collect();
+                    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let exps: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let sum: f32 = exps.iter().sum();
+                    for (s, e) in exps.iter().enumerate() {
+                        let w = e / sum;
+                        for (c, v) in ctx[r.clone()].iter_mut().zip(&vp[s][r.clone()]) {
+                            *c += w * v;
+                        }
+                    }
+                }
+                let attn = b.out.forward(&ctx);
+                let y: Vec<f32> = q[t].iter().zip(&attn).map(|(a, b)| a + b).collect();
+                let y2 = b.ffn_norm.forward(&y);
+                let hidden: Vec<f32> = b.fc1.forward(&y2).into_iter().map(|v| v.max(0.0)).collect();
+                y2.iter()
+                    .zip(b.fc2.forward(&hidden))
+                    .map(|(a, b)| a + b)
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity_dense(d: usize) -> Dense {
+        let mut weight = vec![0.0; d * d];
+        for i in 0..d {
+            weight[i * d + i] = 1.0;
+        }
+        Dense {
+            d_in: d,
+            d_out: d,
+            weight,
+            bias: vec![0.0; d],
+        }
+    }
+
+    #[test]
+    fn dense_and_norm_by_hand() {
+        let dense = Dense {
+            d_in: 2,
+            d_out: 3,
+            weight: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            bias: vec![0.5, 0.0, -0.5],
+        };
+        assert_eq!(dense.forward(&[1.0, -1.0]), vec![-2.5, -3.0, -3.5]);
+        let norm = Norm {
+            gamma: vec![2.0, 2.0],
+            beta: vec![1.0, 1.0],
+            eps: 0.0,
+        };
+        assert_eq!(norm.forward(&[1.0, 3.0]), vec![-1.0, 3.0]);
+    }
+
+    #[test]
+    fn only_the_window_matters_and_the_state_is_finite() {
+        let d = 4;
+        let norm = Norm {
+            gamma: vec![1.0; d],
+            beta: vec![0.0; d],
+            eps: 1e-8,
+        };
+        let block = Block {
+            attn_norm: norm.clone(),
+            query: identity_dense(d),
+            key: identity_dense(d),
+            value: identity_dense(d),
+            out: identity_dense(d),
+            ffn_norm: norm.clone(),
+            fc1: identity_dense(d),
+            fc2: identity_dense(d),
+        };
+        let model = SasRec {
+            hidden: d,
+            heads: 2,
+            max_len: 3,
+            pos_emb: (0..16)
+                .map(|i| if i < 4 { 0.0 } else { i as f32 * 0.01 })
+                .collect(),
+            blocks: vec![block],
+            last_norm: norm,
+        };
+        let data: Vec<f32> = (0..6 * d)
+            .map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.1)
+            .collect();
+        let table = ItemTable::new(d, &data).unwrap();
+        let a = model.user_state(&table, &[5, 1, 2, 3]);
+        let b = model.user_state(&table, &[4, 1, 2, 3]);
+        assert_eq!(a, b, "items before the window must not matter");
+        assert!(a.iter().all(|v| v.is_finite()));
+        assert_ne!(a, model.user_state(&table, &[1, 2, 4]));
+    }
+}
