@@ -43,6 +43,11 @@ pub async fn user_state(id: &str) -> Result<UserState, String> {
     get(&format!("/api/users/{id}/state")).await
 }
 
+/// `GET /api/scorer`: SASRec's inference weights.
+pub async fn scorer() -> Result<shared::sasrec::SasRec, String> {
+    get("/api/scorer").await
+}
+
 /// `GET /api/items/table`.
 pub async fn item_table() -> Result<ItemTableBody, String> {
     get("/api/items/table").await

@@ -191,3 +191,77 @@ async fn the_front_end_is_served_at_the_root() {
         assert!(resp.text().await.unwrap().contains("perpeft-test-index"));
     }
 }
+
+async fn post(path: &str, body: &str) -> (u16, Value) {
+    let s = server(static_dist());
+    let resp = reqwest::Client::new()
+        .post(s.url(path))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&resp.text().await.unwrap()).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_new_history_is_ranked_like_a_known_user() {
+    let detail: UserDetail = ok("/api/users/196").await;
+    let history: Vec<u32> = detail.history.iter().map(|i| i.id).collect();
+    let known: Recommendations = ok("/api/users/196/recommendations?k=15").await;
+    let body = serde_json::json!({ "history": history, "k": 15 }).to_string();
+    let (status, fresh) = post("/api/recommendations", &body).await;
+    assert_eq!(status, 200, "{fresh}");
+    let fresh: Recommendations = serde_json::from_value(fresh).unwrap();
+    assert_eq!(fresh.items, known.items);
+    // a different history gives a different ranking
+    let (_, other) = post("/api/recommendations", "{\"history\": [1, 2, 3]}").await;
+    let other: Recommendations = serde_json::from_value(other).unwrap();
+    assert_eq!(other.items.len(), 20);
+    assert!(other.items.iter().all(|r| ![1, 2, 3].contains(&r.item.id)));
+    assert_ne!(other.items[..15], known.items[..]);
+}
+
+#[tokio::test]
+async fn bad_histories_are_400_with_json() {
+    for (body, want) in [
+        ("{\"history\": [0]}", "unknown item id 0"),
+        ("{\"history\": [1683]}", "unknown item id 1683"),
+        ("{\"history\": [1], \"k\": 0}", "k must be"),
+        ("{\"history\": \"x\"}", ""),
+        ("not json", ""),
+    ] {
+        let (status, v) = post("/api/recommendations", body).await;
+        assert_eq!(status, 400, "{body}: {v}");
+        let text = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{body}: no error text in {v}"));
+        assert!(text.contains(want), "{body}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn the_scorer_bundle_recomputes_the_servers_user_state_exactly() {
+    let model: shared::sasrec::SasRec = ok("/api/scorer").await;
+    let table: ItemTableBody = ok("/api/items/table").await;
+    let data = decode_f32(&table.data_b64).unwrap();
+    let t = ItemTable::new(table.dim, &data).unwrap();
+    let detail: UserDetail = ok("/api/users/196").await;
+    let history: Vec<u32> = detail.history.iter().map(|i| i.id).collect();
+    let state: UserState = ok("/api/users/196/state").await;
+    let ours: Vec<u32> = model
+        .user_state(&t, &history)
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
+    let theirs: Vec<u32> = decode_f32(&state.vector_b64)
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
+    assert_eq!(ours, theirs);
+}

@@ -1,6 +1,7 @@
 //! The page in a real headless Chromium (through chromedriver): pick a user, see the history and
-//! the server's recommendations, check the browser's own WASM ranking equals the server's, and
-//! dismiss an item to rerank locally.
+//! the server's recommendations, check the browser's own WASM ranking equals the server's,
+//! dismiss an item to rerank locally, and add one to the history (the state is recomputed in
+//! WASM) and check the result against the server's answer for that history.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use e2e::{dist_dir, server};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use shared::api::Recommendations;
+use shared::api::{Recommendations, UserDetail};
 
 /// chromedriver on a free port, killed on drop.
 struct Driver {
@@ -182,5 +183,66 @@ async fn pick_a_user_and_see_recommendations_ranked_identically_in_the_browser()
         assert!(Instant::now() < deadline, "dismissing did not rerank");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // Add the new top item to the history: the browser recomputes the SASRec state in WASM and
+    // reranks; the server, asked about the same new history, ranks the same way.
+    let added = api_ids[1];
+    c.find(Locator::Css("#browser-recs > li button.add"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let detail: UserDetail = reqwest::get(s.url("/api/users/196"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut history: Vec<u32> = detail.history.iter().map(|i| i.id).collect();
+    history.push(added);
+    let fresh: Recommendations = reqwest::Client::new()
+        .post(s.url("/api/recommendations"))
+        .json(&json!({ "history": history, "k": 25 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let expected: Vec<u32> = fresh
+        .items
+        .iter()
+        .map(|r| r.item.id)
+        .filter(|&i| i != api_ids[0])
+        .take(20)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reranked = item_ids(&c, "#browser-recs", 20).await;
+        if !reranked.contains(&added) {
+            assert_eq!(
+                reranked, expected,
+                "the browser's recomputed ranking differs from the server's"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "adding to the history did not rerank"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let note = c
+        .find(Locator::Css("#browser-note"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        note.contains("1 dismissed") && note.contains("1 added"),
+        "{note}"
+    );
     c.close().await.unwrap();
 }

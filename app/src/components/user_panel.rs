@@ -1,9 +1,11 @@
-//! One user: history, the server's top-k, and the browser's own ranking with the shared scorer
-//! (dismissing an item reranks locally, without a round trip).
+//! One user: history, the server's top-k, and the browser's own ranking with the shared code:
+//! dismissing an item reranks locally, and adding an item to the history recomputes the user's
+//! SASRec state in WASM and reranks, all without a round trip.
 
 use leptos::prelude::*;
-use shared::api::{Item, ItemTableBody, UserState};
+use shared::api::{Item, ItemTableBody, UserDetail, UserState};
 use shared::codec::decode_f32;
+use shared::sasrec::SasRec;
 use shared::{ItemTable, top_k};
 
 use crate::api;
@@ -13,6 +15,9 @@ pub const K: usize = 20;
 
 /// The item table, fetched once per page load and shared through context.
 pub type TableResource = LocalResource<Result<ItemTableBody, String>>;
+
+/// SASRec's inference weights, fetched once per page load and shared through context.
+pub type ScorerResource = LocalResource<Result<SasRec, String>>;
 
 /// The selected user.
 #[component]
@@ -72,9 +77,12 @@ pub fn UserPanel(user_id: String) -> impl IntoView {
                 <Suspense fallback=|| view! { <p>"Loading scorer…"</p> }>
                     {move || Suspend::new(async move {
                         let table = expect_context::<TableResource>();
-                        match (state.await, table.await) {
-                            (Ok(s), Ok(t)) => view! { <BrowserRanking state=s table=t/> }.into_any(),
-                            (Err(e), _) | (_, Err(e)) => view! { <p class="error">{e}</p> }.into_any(),
+                        let scorer = expect_context::<ScorerResource>();
+                        match (state.await, table.await, scorer.await, detail.await) {
+                            (Ok(s), Ok(t), Ok(m), Ok(d)) => view! { <BrowserRanking state=s table=t model=m detail=d/> }.into_any(),
+                            (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
+                                view! { <p class="error">{e}</p> }.into_any()
+                            }
                         }
                     })}
                 </Suspense>
@@ -83,33 +91,47 @@ pub fn UserPanel(user_id: String) -> impl IntoView {
     }
 }
 
-/// Ranks with `shared::top_k` in WASM; "dismiss" hides an item and reranks locally.
+/// Ranks in WASM: the user's state from `shared::sasrec` over their history (plus what they
+/// add here), then `shared::top_k`; "dismiss" hides an item, "+" adds it to the history.
 #[component]
-fn BrowserRanking(state: UserState, table: ItemTableBody) -> impl IntoView {
-    let decoded =
-        decode_f32(&state.vector_b64).and_then(|v| decode_f32(&table.data_b64).map(|t| (v, t)));
-    let (vector, data) = match decoded {
+fn BrowserRanking(
+    state: UserState,
+    table: ItemTableBody,
+    model: SasRec,
+    detail: UserDetail,
+) -> impl IntoView {
+    let data = match decode_f32(&table.data_b64) {
         Ok(x) => x,
         Err(e) => return view! { <p class="error">{e}</p> }.into_any(),
     };
     let dim = table.dim;
     let items = StoredValue::new(table.items);
+    let history: Vec<u32> = detail.history.iter().map(|i| i.id).collect();
     let dismissed = RwSignal::new(Vec::<u32>::new());
+    let added = RwSignal::new(Vec::<u32>::new());
     let ranking = Memo::new(move |_| {
         let t = ItemTable::new(dim, &data).expect("server sends whole rows");
+        let mut seq = history.clone();
+        seq.extend(added.get());
+        let vector = model.user_state(&t, &seq);
         let mut exclude = state.exclude.clone();
         exclude.extend(dismissed.get());
+        exclude.extend(added.get());
         top_k(&vector, &t, &exclude, K)
     });
     let title =
         move |id: u32| items.with_value(|items: &Vec<Item>| items[id as usize - 1].title.clone());
     view! {
-        <p class="note">{move || format!("{} dismissed", dismissed.get().len())}</p>
+        <p class="note" id="browser-note">
+            {move || format!("{} dismissed · {} added to the history here", dismissed.get().len(), added.get().len())}
+        </p>
         <ol id="browser-recs">
             <For each=move || ranking.get() key=|s| s.item let:s>
                 <li data-item-id=s.item>
                     {title(s.item)}
                     <span class="score">{format!("{:.3}", s.score)}</span>
+                    <button class="add" title="Watched it: add to the history, recompute the state here"
+                        on:click=move |_| added.update(|a| a.push(s.item))>"+"</button>
                     <button class="dismiss" title="Not interested: rerank without it"
                         on:click=move |_| dismissed.update(|d| d.push(s.item))>"✕"</button>
                 </li>
