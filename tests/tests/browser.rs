@@ -112,6 +112,37 @@ async fn item_ids(c: &Client, list: &str, n: usize) -> Vec<u32> {
     }
 }
 
+async fn text(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// The browser's list once it no longer shows `gone` (after a local rerank).
+async fn reranked_without(c: &Client, gone: u32, action: &str) -> Vec<u32> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ids = item_ids(c, "#browser-recs", 20).await;
+        if !ids.contains(&gone) {
+            return ids;
+        }
+        assert!(Instant::now() < deadline, "{action} did not rerank");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn pick_a_user_and_see_recommendations_ranked_identically_in_the_browser() {
     let s = server(dist_dir());
@@ -154,45 +185,21 @@ async fn pick_a_user_and_see_recommendations_ranked_identically_in_the_browser()
         browser_list, server_list,
         "the WASM scorer ranks exactly as the server does"
     );
-    let first_title = c
-        .find(Locator::Css("#server-recs > li"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let first_title = text(&c, "#server-recs > li").await;
     assert!(
         first_title.starts_with(&api.items[0].item.title),
         "{first_title:?}"
     );
 
     // Dismiss the top item: the browser reranks locally and pulls in the 21st.
-    c.find(Locator::Css("#browser-recs > li button.dismiss"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let reranked = item_ids(&c, "#browser-recs", 20).await;
-        if reranked[0] != api_ids[0] {
-            assert_eq!(reranked, api_ids[1..21]);
-            break;
-        }
-        assert!(Instant::now() < deadline, "dismissing did not rerank");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    click(&c, "#browser-recs > li button.dismiss").await;
+    let reranked = reranked_without(&c, api_ids[0], "dismissing").await;
+    assert_eq!(reranked, api_ids[1..21]);
 
     // Add the new top item to the history: the browser recomputes the SASRec state in WASM and
     // reranks; the server, asked about the same new history, ranks the same way.
     let added = api_ids[1];
-    c.find(Locator::Css("#browser-recs > li button.add"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#browser-recs > li button.add").await;
     let detail: UserDetail = reqwest::get(s.url("/api/users/196"))
         .await
         .unwrap()
@@ -217,29 +224,12 @@ async fn pick_a_user_and_see_recommendations_ranked_identically_in_the_browser()
         .filter(|&i| i != api_ids[0])
         .take(20)
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let reranked = item_ids(&c, "#browser-recs", 20).await;
-        if !reranked.contains(&added) {
-            assert_eq!(
-                reranked, expected,
-                "the browser's recomputed ranking differs from the server's"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "adding to the history did not rerank"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let note = c
-        .find(Locator::Css("#browser-note"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let reranked = reranked_without(&c, added, "adding to the history").await;
+    assert_eq!(
+        reranked, expected,
+        "the browser's recomputed ranking differs from the server's"
+    );
+    let note = text(&c, "#browser-note").await;
     assert!(
         note.contains("1 dismissed") && note.contains("1 added"),
         "{note}"
