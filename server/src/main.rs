@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use perpeft::api::{AppState, router, serve};
+use perpeft::data::Split;
 use perpeft::data::{self, Dataset, Format};
 use perpeft::device::DeviceChoice;
 use perpeft::engine::Engine;
+use perpeft::eval::evaluate_both;
 use perpeft::rec::SasRecConfig;
 use perpeft::store;
 use perpeft::train::{TrainConfig, train_id_only};
@@ -28,6 +30,8 @@ struct Cli {
 enum Command {
     /// Train an ID-only SASRec and save the best-validation model.
     Train(TrainArgs),
+    /// Re-evaluate a saved run on its dataset (checksum-verified) and print its metrics.
+    Eval(EvalArgs),
     /// Serve the API and the built front end.
     Serve(ServeArgs),
     /// Dataset utilities.
@@ -77,6 +81,21 @@ struct TrainArgs {
     /// Run directory to write `model.safetensors` and `run.json` into.
     #[arg(long, default_value = "runs/default")]
     out: PathBuf,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Run directory (holds run.json and model.safetensors).
+    run: PathBuf,
+    /// Data directory (see `train --help`).
+    #[arg(long, default_value = ".cache/data")]
+    data_dir: PathBuf,
+    /// File layout: recbole, amazon or plain.
+    #[arg(long, default_value = "recbole")]
+    format: Format,
+    /// Backend.
+    #[arg(long, value_enum, default_value = "flex")]
+    device: DeviceChoice,
 }
 
 #[derive(Args)]
@@ -148,6 +167,44 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
+    let resolved = args.device.resolve()?;
+    let (model, record) = store::load(&args.run, &resolved.device)?;
+    let dataset = load_dataset(&DataArgs {
+        data_dir: args.data_dir.clone(),
+        dataset: record.dataset.clone(),
+        format: args.format,
+    })?;
+    if dataset.checksum != record.dataset_checksum {
+        anyhow::bail!(
+            "{} was trained on data with checksum {}, the data on disk has {}",
+            args.run.display(),
+            record.dataset_checksum,
+            dataset.checksum
+        );
+    }
+    let (valid, test) = evaluate_both(&model, &Split::leave_one_out(&dataset.sequences));
+    println!(
+        "run        {} ({} on {}, seed {}, best epoch {})",
+        args.run.display(),
+        record.method,
+        record.dataset,
+        record.train.seed,
+        record.best_epoch
+    );
+    println!(
+        "{:<10} {:>7} {:>8} {:>7} {:>8} {:>7} {:>8} {:>6}",
+        "", "HR@10", "NDCG@10", "HR@20", "NDCG@20", "HR@30", "NDCG@30", "users"
+    );
+    for (name, m) in [("valid", valid), ("test", test), ("recorded", record.test)] {
+        println!(
+            "{name:<10} {:>7.4} {:>8.4} {:>7.4} {:>8.4} {:>7.4} {:>8.4} {:>6}",
+            m.hr10, m.ndcg10, m.hr20, m.ndcg20, m.hr30, m.ndcg30, m.users
+        );
+    }
+    Ok(())
+}
+
 fn has_model(dir: &Path) -> bool {
     dir.join(store::MODEL_FILE).exists() && dir.join(store::RECORD_FILE).exists()
 }
@@ -201,6 +258,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Train(args) => train(&args),
+        Command::Eval(args) => eval_cmd(&args),
         Command::Data {
             command: DataCommand::Stats(args),
         } => {

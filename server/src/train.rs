@@ -14,7 +14,7 @@ use shared::api::Metrics;
 use crate::data::sampler::{Batch, Sampler};
 use crate::data::{Dataset, Split};
 use crate::device::Resolved;
-use crate::eval::{Phase, evaluate};
+use crate::eval::evaluate_both;
 use crate::rec::loss::bce_loss;
 use crate::rec::{SasRec, SasRecConfig};
 use crate::store::{self, EpochRecord, RunRecord};
@@ -123,9 +123,7 @@ pub fn train_id_only(
         }
         let train_seconds = start.elapsed().as_secs_f64();
         let inference = model.valid();
-        let table = inference.id_table();
-        let valid = evaluate(&inference, &table, &split, Phase::Valid);
-        let test = evaluate(&inference, &table, &split, Phase::Test);
+        let (valid, test) = evaluate_both(&inference, &split);
         let rec = EpochRecord {
             epoch,
             loss: loss_sum / batches.len().max(1) as f64,

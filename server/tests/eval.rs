@@ -66,3 +66,55 @@ fn batched_ranks_equal_brute_force() {
         assert_eq!(m.users, users.len());
     }
 }
+
+/// A saved run re-evaluates to exactly the metrics its record holds (reproducible from disk).
+#[test]
+fn a_saved_run_reproduces_its_recorded_metrics() {
+    use perpeft::data::Dataset;
+    use perpeft::device::DeviceChoice;
+    use perpeft::eval::evaluate_both;
+    use perpeft::train::{TrainConfig, train_id_only};
+
+    let split = common::synthetic_split(200, 120, 17);
+    let sequences: Vec<Vec<u32>> = (0..200)
+        .map(|u| {
+            let mut s = split.train[u].clone();
+            s.extend(split.valid[u]);
+            s.extend(split.test[u]);
+            s
+        })
+        .collect();
+    let items = (1..=120)
+        .map(|i| perpeft::data::ItemMeta {
+            raw_id: i.to_string(),
+            title: format!("item {i}"),
+            text: format!("item {i}"),
+            image: None,
+        })
+        .collect();
+    let users = (0..200).map(|u| format!("u{u}")).collect();
+    let dataset = Dataset::new(
+        "synthetic",
+        users,
+        items,
+        sequences,
+        "0".repeat(64),
+        Default::default(),
+    );
+    let dir = std::env::temp_dir().join(format!("perpeft-eval-run-{}", std::process::id()));
+    let resolved = DeviceChoice::Flex.resolve().unwrap();
+    let cfg = TrainConfig {
+        epochs: 3,
+        ..TrainConfig::default()
+    };
+    let record = train_id_only(&dataset, &SasRecConfig::new(120), &cfg, &resolved, &dir).unwrap();
+    let (model, loaded) = perpeft::store::load(&dir, &resolved.device).unwrap();
+    assert_eq!(loaded.best_epoch, record.best_epoch);
+    let (valid, test) = evaluate_both(
+        &model,
+        &perpeft::data::Split::leave_one_out(&dataset.sequences),
+    );
+    assert_eq!(test, record.test);
+    assert_eq!(valid, record.epochs[record.best_epoch - 1].valid);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
