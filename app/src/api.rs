@@ -28,19 +28,24 @@ pub async fn users(offset: usize, limit: usize) -> Result<UsersPage, String> {
     get(&format!("/api/users?offset={offset}&limit={limit}")).await
 }
 
+/// A user id as one URL path segment (ids are free text in the plain data format).
+fn seg(id: &str) -> String {
+    String::from(js_sys::encode_uri_component(id))
+}
+
 /// `GET /api/users/{id}`.
 pub async fn user(id: &str) -> Result<UserDetail, String> {
-    get(&format!("/api/users/{id}")).await
+    get(&format!("/api/users/{}", seg(id))).await
 }
 
 /// `GET /api/users/{id}/recommendations`.
 pub async fn recommendations(id: &str, k: usize) -> Result<Recommendations, String> {
-    get(&format!("/api/users/{id}/recommendations?k={k}")).await
+    get(&format!("/api/users/{}/recommendations?k={k}", seg(id))).await
 }
 
 /// `GET /api/users/{id}/state`.
 pub async fn user_state(id: &str) -> Result<UserState, String> {
-    get(&format!("/api/users/{id}/state")).await
+    get(&format!("/api/users/{}/state", seg(id))).await
 }
 
 /// `GET /api/scorer`: SASRec's inference weights.

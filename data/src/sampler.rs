@@ -106,6 +106,15 @@ impl<'a> Sampler<'a> {
         self
     }
 
+    /// Trainable users whose training items cover the whole catalogue: no negative exists for
+    /// them, so training must refuse the data (see [`Sampler::negative`]).
+    pub fn users_without_negatives(&self) -> Vec<usize> {
+        self.trainable_users()
+            .into_iter()
+            .filter(|&u| self.seen[u].len() >= self.n_items as usize)
+            .collect()
+    }
+
     /// Users whose history covers the whole pool (they get uniform negatives).
     pub fn pool_fallback_users(&self) -> usize {
         self.trainable_users()
@@ -310,6 +319,20 @@ mod tests {
                     .all(|&n| n == 0 || [1, 2, 3, 4, 5, 7, 9, 11].contains(&n))
             );
         }
+    }
+
+    #[test]
+    fn users_covering_the_catalogue_are_found() {
+        let train = vec![vec![1, 2, 3], vec![1, 2]];
+        assert_eq!(
+            Sampler::new(&train, 3, 10, 2, 1).users_without_negatives(),
+            vec![0]
+        );
+        assert!(
+            Sampler::new(&train, 4, 10, 2, 1)
+                .users_without_negatives()
+                .is_empty()
+        );
     }
 
     #[test]

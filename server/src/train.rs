@@ -83,6 +83,13 @@ pub fn train_id_only(
         cfg.batch_size,
         cfg.seed,
     );
+    if let Some(&u) = sampler.users_without_negatives().first() {
+        anyhow::bail!(
+            "user {:?} of {} has interacted with every item in training: no negative item can be sampled",
+            dataset.user_ids[u],
+            dataset.name
+        );
+    }
     let mut record = RunRecord {
         method: "id-only".into(),
         dataset: dataset.name.clone(),

@@ -118,3 +118,47 @@ fn a_saved_run_reproduces_its_recorded_metrics() {
     assert_eq!(valid, record.epochs[record.best_epoch - 1].valid);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A user who has trained on every item leaves no negative to sample: training refuses the data
+/// and names the user, instead of looping or panicking.
+#[test]
+fn training_refuses_a_user_without_possible_negatives() {
+    use perpeft::data::{Dataset, ItemMeta};
+    use perpeft::device::DeviceChoice;
+    use perpeft::train::{TrainConfig, train_id_only};
+    let items = (1..=4)
+        .map(|i| ItemMeta {
+            raw_id: i.to_string(),
+            title: i.to_string(),
+            text: i.to_string(),
+            image: None,
+        })
+        .collect();
+    // "greedy" trains on items 1..=4 (its last two go to validation and test)
+    let sequences = vec![vec![1, 2, 3, 4, 1, 2], vec![1, 2, 3]];
+    let users = vec!["greedy".to_string(), "other".to_string()];
+    let dataset = Dataset::new(
+        "tiny",
+        users,
+        items,
+        sequences,
+        "0".repeat(64),
+        Default::default(),
+    );
+    let dir = std::env::temp_dir().join(format!("perpeft-no-neg-{}", std::process::id()));
+    let resolved = DeviceChoice::Flex.resolve().unwrap();
+    let err = train_id_only(
+        &dataset,
+        &SasRecConfig::new(4),
+        &TrainConfig::default(),
+        &resolved,
+        &dir,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("user \"greedy\" of tiny has interacted with every item"),
+        "{err}"
+    );
+    assert!(!dir.exists(), "nothing is written for refused data");
+}

@@ -126,7 +126,7 @@ fn BrowserRanking(
             {move || format!("{} dismissed · {} added to the history here", dismissed.get().len(), added.get().len())}
         </p>
         <ol id="browser-recs">
-            <For each=move || ranking.get() key=|s| s.item let:s>
+            <For each=move || ranking.get() key=|s| (s.item, s.score.to_bits()) let:s>
                 <li data-item-id=s.item>
                     {title(s.item)}
                     <span class="score">{format!("{:.3}", s.score)}</span>
