@@ -12,6 +12,7 @@ use perpeft::device::DeviceChoice;
 use perpeft::engine::Engine;
 use perpeft::eval::evaluate_both;
 use perpeft::rec::SasRecConfig;
+use perpeft::rec::sasrec::Mode;
 use perpeft::store;
 use perpeft::train::{TrainConfig, train_id_only};
 
@@ -78,6 +79,9 @@ struct TrainArgs {
     /// AdamW learning rate.
     #[arg(long, default_value_t = TrainConfig::default().lr)]
     lr: f64,
+    /// SASRec padding treatment: reference (the PerPEFT code) or standard (masked).
+    #[arg(long, default_value = "reference")]
+    mode: Mode,
     /// Run directory to write `model.safetensors` and `run.json` into.
     #[arg(long, default_value = "runs/default")]
     out: PathBuf,
@@ -144,7 +148,7 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         lr: args.lr,
         ..TrainConfig::default()
     };
-    let model_cfg = SasRecConfig::new(dataset.n_items());
+    let model_cfg = SasRecConfig::new(dataset.n_items()).with_mode(args.mode);
     let start = std::time::Instant::now();
     let record = train_id_only(&dataset, &model_cfg, &cfg, &resolved, &args.out)?;
     let t = record.test;
@@ -224,6 +228,7 @@ async fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
             epochs: TrainConfig::default().epochs,
             seed: TrainConfig::default().seed,
             lr: TrainConfig::default().lr,
+            mode: Mode::Reference,
             out: args.model.clone(),
         };
         tokio::task::spawn_blocking(move || train(&train_args)).await??;

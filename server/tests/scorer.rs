@@ -10,6 +10,7 @@ use perpeft::engine::to_vec;
 use perpeft::eval::window;
 use perpeft::rec::SasRecConfig;
 use perpeft::rec::loss::bce_loss;
+use perpeft::rec::sasrec::Mode;
 use perpeft::train::batch_tensors;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -17,12 +18,42 @@ use shared::ItemTable;
 
 #[test]
 fn shared_sasrec_equals_burn_to_1e5() {
+    parity(Mode::Reference);
+}
+
+#[test]
+fn shared_sasrec_equals_burn_to_1e5_in_standard_mode() {
+    parity(Mode::Standard);
+}
+
+/// Standard mode ignores whatever the padding row holds; reference mode does not.
+#[test]
+fn only_standard_mode_ignores_the_padding_row() {
+    let device = Device::flex();
+    device.seed(4);
+    for (mode, ignores) in [(Mode::Standard, true), (Mode::Reference, false)] {
+        let model = SasRecConfig::new(30).with_mode(mode).init(&device);
+        let mut table = to_vec(model.id_table());
+        let a = model
+            .to_scorer()
+            .user_state(&ItemTable::new(32, &table).unwrap(), &[3, 4, 5]);
+        table[..32].iter_mut().for_each(|v| *v = 0.7);
+        let b = model
+            .to_scorer()
+            .user_state(&ItemTable::new(32, &table).unwrap(), &[3, 4, 5]);
+        assert_eq!(a == b, ignores, "{mode:?}");
+    }
+}
+
+fn parity(mode: Mode) {
     let device = Device::flex().autodiff();
     device.seed(21);
     let n_items = 150;
     let split = common::synthetic_split(80, n_items, 13);
     let sampler = Sampler::new(&split.train, n_items as usize, 10, 16, 0);
-    let mut model = SasRecConfig::new(n_items as usize).init(&device);
+    let mut model = SasRecConfig::new(n_items as usize)
+        .with_mode(mode)
+        .init(&device);
     let mut optim = AdamWConfig::new().with_epsilon(1e-8).init();
     // move every weight (LayerNorm scales and shifts, biases) away from its initial value
     for batch in sampler.epoch(1).iter().chain(sampler.epoch(2).iter()) {

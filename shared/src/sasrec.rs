@@ -86,9 +86,25 @@ pub struct Block {
     pub fc2: Dense,
 }
 
+/// How padding is treated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// As the PerPEFT reference: padded slots carry the padding row's embedding and are
+    /// attended to.
+    #[default]
+    Reference,
+    /// Padded slots are zeroed after the embedding and after every block, and are never
+    /// attended to.
+    Standard,
+}
+
 /// The weights SASRec needs at inference, besides the item table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SasRec {
+    /// Padding treatment.
+    #[serde(default)]
+    pub mode: Mode,
     /// Hidden size `d`.
     pub hidden: usize,
     /// Attention heads.
@@ -102,6 +118,17 @@ pub struct SasRec {
     pub blocks: Vec<Block>,
     /// Final LayerNorm.
     pub last_norm: Norm,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reference" => Ok(Mode::Reference),
+            "standard" => Ok(Mode::Standard),
+            _ => Err(format!("unknown mode {s:?} (reference or standard)")),
+        }
+    }
 }
 
 impl SasRec {
@@ -128,13 +155,24 @@ impl SasRec {
                     .collect()
             })
             .collect();
+        let standard = self.mode == Mode::Standard;
+        let padded: Vec<bool> = seq.iter().map(|&i| standard && i == 0).collect();
+        let zero_padded = |x: &mut Vec<Vec<f32>>| {
+            for (row, _) in x.iter_mut().zip(&padded).filter(|(_, p)| **p) {
+                row.iter_mut().for_each(|v| *v = 0.0);
+            }
+        };
+        zero_padded(&mut x);
         for block in &self.blocks {
-            x = self.block(block, &x);
+            x = self.block(block, &x, &padded);
+            zero_padded(&mut x);
         }
         self.last_norm.forward(&x[l - 1])
     }
 
-    fn block(&self, b: &Block, x: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    /// One block; `padded[s]` marks keys no query may attend to (standard mode). A padded
+    /// query's own output is zeroed by the caller, so it is not computed here.
+    fn block(&self, b: &Block, x: &[Vec<f32>], padded: &[bool]) -> Vec<Vec<f32>> {
         let d = self.hidden;
         let hd = d / self.heads;
         let q: Vec<Vec<f32>> = x.iter().map(|v| b.attn_norm.forward(v)).collect();
@@ -145,17 +183,22 @@ impl SasRec {
         x.iter()
             .enumerate()
             .map(|(t, _)| {
+                if padded[t] {
+                    return vec![0.0f32; d];
+                }
                 let mut ctx = vec![0.0f32; d];
                 for h in 0..self.heads {
                     let r = h * hd..(h + 1) * hd;
-                    // causal: slot t attends to slots 0..=t
-                    let scores: Vec<f32> = (0..=t)
-                        .map(|s| dot(&qp[t][r.clone()], &kp[s][r.clone()]) * inv)
+                    // causal: slot t attends to slots 0..=t, padded ones excepted
+                    let keys: Vec<usize> = (0..=t).filter(|&s| !padded[s]).collect();
+                    let scores: Vec<f32> = keys
+                        .iter()
+                        .map(|&s| dot(&qp[t][r.clone()], &kp[s][r.clone()]) * inv)
                         .collect();
                     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                     let exps: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
                     let sum: f32 = exps.iter().sum();
-                    for (s, e) in exps.iter().enumerate() {
+                    for (&s, e) in keys.iter().zip(&exps) {
                         let w = e / sum;
                         for (c, v) in ctx[r.clone()].iter_mut().zip(&vp[s][r.clone()]) {
                             *c += w * v;
@@ -228,6 +271,7 @@ mod tests {
             fc2: identity_dense(d),
         };
         let model = SasRec {
+            mode: Mode::Reference,
             hidden: d,
             heads: 2,
             max_len: 3,

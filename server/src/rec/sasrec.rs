@@ -1,7 +1,9 @@
 //! SASRec as the PerPEFT reference implements it (method doc §5), quirks included:
 //! no padding mask, attention residual from the layer-normalised query, key/value from the
 //! un-normalised input, dropout before the ReLU in the feed-forward block, LayerNorm eps 1e-8,
-//! absolute right-aligned positions `1..=L` with position 0 for padding.
+//! absolute right-aligned positions `1..=L` with position 0 for padding. `Mode::Standard`
+//! instead masks padding as the original SASRec does (padded slots zeroed after the embedding
+//! and after every block) and also never attends to padded keys.
 
 use burn::module::Param;
 use burn::nn::{
@@ -34,7 +36,12 @@ pub struct SasRecConfig {
     /// LayerNorm epsilon.
     #[config(default = 1e-8)]
     pub ln_eps: f64,
+    /// `reference` (the PerPEFT code: no padding mask) or `standard` (padding masked).
+    #[config(default = "Mode::Reference")]
+    pub mode: Mode,
 }
+
+pub use shared::sasrec::Mode;
 
 /// Causal multi-head attention with PyTorch `nn.MultiheadAttention` semantics.
 #[derive(Module, Debug)]
@@ -72,6 +79,7 @@ pub struct SasRec {
     heads: usize,
     max_len: usize,
     ln_eps: f64,
+    standard: bool,
 }
 
 fn xavier_std(fan_in: usize, fan_out: usize) -> f64 {
@@ -150,6 +158,7 @@ impl SasRecConfig {
             heads: self.heads,
             max_len: self.max_len,
             ln_eps: self.ln_eps,
+            standard: self.mode == Mode::Standard,
         }
     }
 }
@@ -166,7 +175,7 @@ pub fn zero_row0(t: Tensor<2>) -> Tensor<2> {
 
 impl CausalAttention {
     /// `query`: `[B, L, d]` (normalised), `kv`: `[B, L, d]`; returns `[B, L, d]`.
-    fn forward(&self, query: Tensor<3>, kv: Tensor<3>) -> Tensor<3> {
+    fn forward(&self, query: Tensor<3>, kv: Tensor<3>, pad: Option<Tensor<2, Bool>>) -> Tensor<3> {
         let [b, l, d] = query.dims();
         let h = self.heads;
         let hd = d / h;
@@ -179,16 +188,20 @@ impl CausalAttention {
         let blocked = Tensor::<2, Bool>::tril_mask([l, l], 0, &scores.device())
             .reshape([1, 1, l, l])
             .expand([b, h, l, l]);
-        let weights = softmax(scores.mask_fill(blocked, -1.0e9), 3);
+        let mut scores = scores.mask_fill(blocked, -1.0e9);
+        if let Some(pad) = pad {
+            scores = scores.mask_fill(pad.reshape([b, 1, 1, l]).expand([b, h, l, l]), -1.0e9);
+        }
+        let weights = softmax(scores, 3);
         let ctx = self.dropout.forward(weights).matmul(v);
         self.out.forward(ctx.swap_dims(1, 2).reshape([b, l, d]))
     }
 }
 
 impl Block {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, pad: Option<Tensor<2, Bool>>) -> Tensor<3> {
         let q = self.attn_norm.forward(x.clone());
-        let x = q.clone() + self.attn.forward(q, x);
+        let x = q.clone() + self.attn.forward(q, x, pad);
         let x2 = self.ffn_norm.forward(x);
         let ff = self.fc1.forward(x2.clone());
         let ff = self.fc2.forward(relu(self.dropout.forward(ff)));
@@ -234,6 +247,11 @@ impl SasRec {
             eps: self.ln_eps as f32,
         };
         shared::sasrec::SasRec {
+            mode: if self.standard {
+                Mode::Standard
+            } else {
+                Mode::Reference
+            },
             hidden: self.hidden,
             heads: self.heads,
             max_len: self.max_len,
@@ -273,11 +291,21 @@ impl SasRec {
         let slots = Tensor::<1, Int>::arange(1..(l as i64 + 1), &device)
             .reshape([1, l])
             .expand([b, l]);
-        let positions = slots * seq.not_equal_elem(0).int();
+        let positions = slots * seq.clone().not_equal_elem(0).int();
         let x = x + embedding(zero_row0(self.pos_emb.val()), positions);
         let mut x = self.emb_dropout.forward(x);
+        let pad = self.standard.then(|| seq.clone().equal_elem(0));
+        let keep = self
+            .standard
+            .then(|| seq.not_equal_elem(0).float().reshape([b, l, 1]));
+        if let Some(keep) = &keep {
+            x = x * keep.clone();
+        }
         for block in &self.blocks {
-            x = block.forward(x);
+            x = block.forward(x, pad.clone());
+            if let Some(keep) = &keep {
+                x = x * keep.clone();
+            }
         }
         self.last_norm.forward(x)
     }
@@ -295,6 +323,43 @@ impl SasRec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// In standard mode the padding row's content cannot reach the user state.
+    #[test]
+    fn standard_mode_ignores_the_padding_row() {
+        let device = Device::flex();
+        device.seed(2);
+        let model = SasRecConfig::new(20)
+            .with_dropout(0.0)
+            .with_mode(Mode::Standard)
+            .init(&device);
+        let seq = || {
+            Tensor::<2, Int>::from_data(
+                TensorData::new(vec![0i64, 0, 0, 0, 0, 0, 0, 3, 4, 5], [1, 10]),
+                &device,
+            )
+        };
+        let table = model.id_table();
+        let a: Vec<f32> = model
+            .user_states(seq(), table.clone())
+            .into_data()
+            .iter::<f32>()
+            .collect();
+        let bumped = table
+            .clone()
+            .slice_assign([0..1, 0..32], Tensor::<2>::ones([1, 32], &device));
+        let b: Vec<f32> = model
+            .user_states(seq(), bumped)
+            .into_data()
+            .iter::<f32>()
+            .collect();
+        let max = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(max < 1e-6, "padding row leaked into the state: {max}");
+    }
 
     /// Slot t must not see slots after t: changing the last input leaves earlier slots unchanged.
     #[test]
