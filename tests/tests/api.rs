@@ -7,15 +7,18 @@ use shared::api::{Health, ItemTableBody, Recommendations, UserDetail, UserState,
 use shared::codec::decode_f32;
 use shared::{ItemTable, top_k};
 
+/// A stand-in front end, written once per process: rewriting it while another test's request
+/// streams it would truncate that response.
 fn static_dist() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("perpeft-api-dist-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("index.html"),
-        "<html><body>perpeft-test-index</body></html>",
-    )
-    .unwrap();
-    dir
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("perpeft-api-dist-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let html = "<html><body>perpeft-test-index</body></html>";
+        std::fs::write(dir.join("index.html"), html).unwrap();
+        dir
+    })
+    .clone()
 }
 
 async fn get(path: &str) -> (u16, Value) {
