@@ -70,7 +70,6 @@ fn batched_ranks_equal_brute_force() {
 /// A saved run re-evaluates to exactly the metrics its record holds (reproducible from disk).
 #[test]
 fn a_saved_run_reproduces_its_recorded_metrics() {
-    use perpeft::data::Dataset;
     use perpeft::device::DeviceChoice;
     use perpeft::eval::evaluate_both;
     use perpeft::train::{TrainConfig, train_id_only};
@@ -84,23 +83,8 @@ fn a_saved_run_reproduces_its_recorded_metrics() {
             s
         })
         .collect();
-    let items = (1..=120)
-        .map(|i| perpeft::data::ItemMeta {
-            raw_id: i.to_string(),
-            title: format!("item {i}"),
-            text: format!("item {i}"),
-            image: None,
-        })
-        .collect();
     let users = (0..200).map(|u| format!("u{u}")).collect();
-    let dataset = Dataset::new(
-        "synthetic",
-        users,
-        items,
-        sequences,
-        "0".repeat(64),
-        Default::default(),
-    );
+    let dataset = common::dataset("synthetic", users, sequences, 120);
     let dir = std::env::temp_dir().join(format!("perpeft-eval-run-{}", std::process::id()));
     let resolved = DeviceChoice::Flex.resolve().unwrap();
     let cfg = TrainConfig {
@@ -123,28 +107,12 @@ fn a_saved_run_reproduces_its_recorded_metrics() {
 /// and names the user, instead of looping or panicking.
 #[test]
 fn training_refuses_a_user_without_possible_negatives() {
-    use perpeft::data::{Dataset, ItemMeta};
     use perpeft::device::DeviceChoice;
     use perpeft::train::{TrainConfig, train_id_only};
-    let items = (1..=4)
-        .map(|i| ItemMeta {
-            raw_id: i.to_string(),
-            title: i.to_string(),
-            text: i.to_string(),
-            image: None,
-        })
-        .collect();
     // "greedy" trains on items 1..=4 (its last two go to validation and test)
     let sequences = vec![vec![1, 2, 3, 4, 1, 2], vec![1, 2, 3]];
     let users = vec!["greedy".to_string(), "other".to_string()];
-    let dataset = Dataset::new(
-        "tiny",
-        users,
-        items,
-        sequences,
-        "0".repeat(64),
-        Default::default(),
-    );
+    let dataset = common::dataset("tiny", users, sequences, 4);
     let dir = std::env::temp_dir().join(format!("perpeft-no-neg-{}", std::process::id()));
     let resolved = DeviceChoice::Flex.resolve().unwrap();
     let err = train_id_only(

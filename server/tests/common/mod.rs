@@ -1,6 +1,6 @@
 //! Synthetic data for the server's integration tests (seeded, no files needed).
 
-use perpeft::data::Split;
+use perpeft::data::{Dataset, ItemMeta, Split};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -14,4 +14,26 @@ pub fn synthetic_split(users: usize, n_items: u32, seed: u64) -> Split {
         })
         .collect();
     Split::leave_one_out(&seqs)
+}
+
+/// An in-memory dataset named `name`: items `1..=n_items` titled by their id, one user per
+/// sequence (`users[i]` owns `sequences[i]`).
+#[allow(dead_code)] // not every test binary that includes `common` uses it
+pub fn dataset(name: &str, users: Vec<String>, sequences: Vec<Vec<u32>>, n_items: u32) -> Dataset {
+    let items = (1..=n_items)
+        .map(|i| ItemMeta {
+            raw_id: i.to_string(),
+            title: format!("item {i}"),
+            text: format!("item {i}"),
+            image: None,
+        })
+        .collect();
+    Dataset::new(
+        name,
+        users,
+        items,
+        sequences,
+        "0".repeat(64),
+        Default::default(),
+    )
 }
