@@ -264,6 +264,11 @@ pub(crate) fn read_text(path: &Path) -> Result<String, DataError> {
     String::from_utf8(bytes).map_err(|e| DataError::at(path, None, format!("not UTF-8: {e}")))
 }
 
+/// A timestamp: any finite number, surrounding spaces ignored.
+pub(crate) fn parse_time(s: &str) -> Option<f64> {
+    s.trim().parse::<f64>().ok().filter(|x| x.is_finite())
+}
+
 /// SHA-256 (hex) over several byte strings.
 pub(crate) fn checksum(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();

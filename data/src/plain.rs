@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::{DataError, Dataset, ItemMeta, LoadReport, Sequences, checksum, read_text};
+use crate::{DataError, Dataset, ItemMeta, LoadReport, Sequences, checksum, parse_time, read_text};
 
 /// One of the two files, in whichever syntax it was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,17 +211,13 @@ pub fn parse(
             )
         })?;
         let ts = f["timestamp"].trim();
-        let time: f64 = ts
-            .parse()
-            .ok()
-            .filter(|t: &f64| t.is_finite())
-            .ok_or_else(|| {
-                DataError::at(
-                    inter_path,
-                    Some(line),
-                    format!("timestamp {ts:?} is not a number"),
-                )
-            })?;
+        let time = parse_time(ts).ok_or_else(|| {
+            DataError::at(
+                inter_path,
+                Some(line),
+                format!("timestamp {ts:?} is not a number"),
+            )
+        })?;
         let user = f["user"].trim();
         if user.is_empty() {
             return Err(DataError::at(inter_path, Some(line), "empty user id"));

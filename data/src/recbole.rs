@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::{DataError, Dataset, ItemMeta, LoadReport, Sequences, checksum, read_text};
+use crate::{DataError, Dataset, ItemMeta, LoadReport, Sequences, checksum, parse_time, read_text};
 
 /// Loads `{dir}/{name}.inter`, `{dir}/{name}.item` and (if present) `{dir}/{name}.user`.
 pub fn load(dir: &Path, name: &str) -> Result<Dataset, DataError> {
@@ -59,7 +59,7 @@ pub fn parse(
                 ),
             )
         })?;
-        let time: f64 = parse_number(row.fields[time_col]).ok_or_else(|| {
+        let time: f64 = parse_time(row.fields[time_col]).ok_or_else(|| {
             DataError::at(
                 &inter_path,
                 Some(row.line),
@@ -89,10 +89,6 @@ pub fn parse(
         checksum(&parts),
         LoadReport::default(),
     ))
-}
-
-fn parse_number(s: &str) -> Option<f64> {
-    s.trim().parse::<f64>().ok().filter(|x| x.is_finite())
 }
 
 fn parse_items(path: &Path, text: &str) -> Result<Vec<ItemMeta>, DataError> {
@@ -143,7 +139,7 @@ fn parse_items(path: &Path, text: &str) -> Result<Vec<ItemMeta>, DataError> {
 }
 
 /// A parsed atomic file: column names (type suffix removed) and rows of borrowed fields.
-pub struct Table<'a> {
+struct Table<'a> {
     names: Vec<&'a str>,
     rows: Vec<Row<'a>>,
 }
@@ -155,7 +151,7 @@ struct Row<'a> {
 
 impl<'a> Table<'a> {
     /// Parses one atomic file; `path` names it in errors.
-    pub fn parse(path: &Path, text: &'a str) -> Result<Self, DataError> {
+    fn parse(path: &Path, text: &'a str) -> Result<Self, DataError> {
         let mut lines = text.lines().enumerate();
         let header = lines
             .next()
@@ -206,16 +202,6 @@ impl<'a> Table<'a> {
             });
         }
         Ok(Self { names, rows })
-    }
-
-    /// Number of data rows.
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    /// True when there are no data rows.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
     }
 
     fn find(&self, name: &str) -> Option<usize> {

@@ -38,13 +38,11 @@ pub enum Negatives {
 
 /// The negative pool of a group: every item in the training histories of `users`, sorted.
 pub fn group_pool(train: &[Vec<u32>], users: &[usize]) -> Vec<u32> {
-    let mut pool: Vec<u32> = users
+    let all: Vec<u32> = users
         .iter()
         .flat_map(|&u| train[u].iter().copied())
         .collect();
-    pool.sort_unstable();
-    pool.dedup();
-    pool
+    crate::sorted_distinct(&all)
 }
 
 /// Makes the batches of one epoch; the same `(seed, epoch)` gives the same batches.

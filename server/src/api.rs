@@ -40,11 +40,7 @@ impl AppState {
         let table_body = api::ItemTableBody {
             dim: table.dim(),
             rows: table.len(),
-            data_b64: encode_f32(
-                &(0..table.len())
-                    .flat_map(|i| table.row(i).to_vec())
-                    .collect::<Vec<_>>(),
-            ),
+            data_b64: encode_f32(table.data()),
             items: (1..table.len() as u32).map(|i| item(&engine, i)).collect(),
         };
         Self {

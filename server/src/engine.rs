@@ -74,11 +74,6 @@ impl Engine {
         })
     }
 
-    /// Embedding dimension.
-    pub fn dim(&self) -> usize {
-        self.dim
-    }
-
     /// The item table, row-major, row 0 = padding.
     pub fn table(&self) -> ItemTable<'_> {
         ItemTable::new(self.dim, &self.table).expect("table rows are whole")

@@ -46,13 +46,7 @@ fn cases(split: &Split, phase: Phase) -> Vec<Case> {
         .collect()
 }
 
-/// Right-aligned window of the last `max_len` items of `history`, 0-padded on the left.
-pub fn window(history: &[u32], max_len: usize) -> Vec<u32> {
-    let mut w = vec![0u32; max_len];
-    let take = history.len().min(max_len);
-    w[max_len - take..].copy_from_slice(&history[history.len() - take..]);
-    w
-}
+pub use shared::sasrec::window;
 
 /// Metrics from 0-based ranks.
 pub fn metrics_from_ranks(ranks: &[usize]) -> Metrics {

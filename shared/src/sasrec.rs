@@ -120,6 +120,14 @@ pub struct SasRec {
     pub last_norm: Norm,
 }
 
+/// Right-aligned window of the last `max_len` items of `history`, 0-padded on the left.
+pub fn window(history: &[u32], max_len: usize) -> Vec<u32> {
+    let mut w = vec![0u32; max_len];
+    let take = history.len().min(max_len);
+    w[max_len - take..].copy_from_slice(&history[history.len() - take..]);
+    w
+}
+
 impl std::str::FromStr for Mode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -137,9 +145,7 @@ impl SasRec {
     pub fn user_state(&self, table: &ItemTable<'_>, history: &[u32]) -> Vec<f32> {
         let (d, l) = (self.hidden, self.max_len);
         assert_eq!(table.dim(), d, "item table dimension");
-        let take = history.len().min(l);
-        let mut seq = vec![0u32; l];
-        seq[l - take..].copy_from_slice(&history[history.len() - take..]);
+        let seq = window(history, l);
         let scale = (d as f32).sqrt();
         let mut x: Vec<Vec<f32>> = seq
             .iter()

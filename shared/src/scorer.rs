@@ -38,6 +38,11 @@ impl<'a> ItemTable<'a> {
         self.data.is_empty()
     }
 
+    /// All rows, row-major.
+    pub fn data(&self) -> &'a [f32] {
+        self.data
+    }
+
     /// Row `item`.
     pub fn row(&self, item: usize) -> &'a [f32] {
         &self.data[item * self.dim..(item + 1) * self.dim]
