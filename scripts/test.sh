@@ -9,7 +9,7 @@ ensure_apt chromium chromium chromedriver chromium-driver \
     /usr/lib/x86_64-linux-gnu/libvulkan.so.1 libvulkan1 node nodejs
 ensure_wasm_target
 ensure_wasm_bindgen
-fetch_data ml-100k ml-1m
+fetch_data ml-100k ml-1m minilm efficientnet-lite0
 "$ROOT/scripts/build-frontend.sh"
 
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
