@@ -3,6 +3,8 @@
 //! See ARCHITECTURE.md at the repository root for the map.
 
 pub mod api;
+pub mod backbone;
+pub mod bench;
 pub use perpeft_data as data;
 pub mod device;
 pub mod engine;
