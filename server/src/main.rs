@@ -40,6 +40,36 @@ enum Command {
         #[command(subcommand)]
         command: DataCommand,
     },
+    /// Speed benchmarks; each prints a Markdown table.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Items/s of the backbone encoders, forward only and forward+backward through an adapter.
+    Encode(BenchArgs),
+}
+
+#[derive(Args, Clone)]
+struct BenchArgs {
+    /// Devices to run on (repeatable); default: flex, plus wgpu when a real GPU is present.
+    #[arg(long, value_enum)]
+    device: Vec<DeviceChoice>,
+    /// Items per batch.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Title tokens per item.
+    #[arg(long, default_value_t = 32)]
+    tokens: usize,
+    /// Timed repetitions (after one warm-up); the median is reported.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Only the cases whose name contains this.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -264,6 +294,28 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => train(&args),
         Command::Eval(args) => eval_cmd(&args),
+        Command::Bench {
+            command: BenchCommand::Encode(args),
+        } => {
+            let devices = if args.device.is_empty() {
+                let mut d = vec![DeviceChoice::Flex];
+                if DeviceChoice::Auto.resolve()?.name == "wgpu" {
+                    d.push(DeviceChoice::Auto);
+                }
+                d
+            } else {
+                args.device.clone()
+            };
+            let rows = perpeft::bench::encode(
+                &devices,
+                args.batch,
+                args.tokens,
+                args.reps,
+                args.only.as_deref(),
+            )?;
+            print!("{}", perpeft::bench::table(&rows));
+            Ok(())
+        }
         Command::Data {
             command: DataCommand::Stats(args),
         } => {
