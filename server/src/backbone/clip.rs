@@ -143,6 +143,23 @@ impl ClipLayer {
         })
     }
 
+    /// `{prefix}encoder.layers.{0..n}`; `dims` = [width, MLP width, heads].
+    fn load_all(
+        w: &mut WeightFile,
+        prefix: &str,
+        n: usize,
+        [d, inter, heads]: [usize; 3],
+        eps: f64,
+        device: &Device,
+    ) -> Result<Vec<Self>> {
+        (0..n)
+            .map(|i| {
+                let p = format!("{prefix}encoder.layers.{i}.");
+                Self::load(w, &p, d, inter, heads, eps, device)
+            })
+            .collect()
+    }
+
     fn forward(&self, x: Tensor<3>, bias: Option<Tensor<4>>) -> Tensor<3> {
         let x = x.clone() + self.attention.forward(self.norm1.forward(x), bias);
         let h = quick_gelu(self.fc1.forward(self.norm2.forward(x.clone())));
@@ -232,19 +249,14 @@ impl ClipText {
                 [c.max_position_embeddings, d],
                 device,
             )?,
-            layers: (0..c.num_hidden_layers)
-                .map(|i| {
-                    ClipLayer::load(
-                        w,
-                        &format!("{p}encoder.layers.{i}."),
-                        d,
-                        c.intermediate_size,
-                        c.num_attention_heads,
-                        c.layer_norm_eps,
-                        device,
-                    )
-                })
-                .collect::<Result<_>>()?,
+            layers: ClipLayer::load_all(
+                w,
+                p,
+                c.num_hidden_layers,
+                [d, c.intermediate_size, c.num_attention_heads],
+                c.layer_norm_eps,
+                device,
+            )?,
             final_norm: w.layer_norm(
                 &format!("{p}final_layer_norm"),
                 d,
@@ -326,19 +338,14 @@ impl ClipVision {
                 device,
             )?,
             pre_norm: w.layer_norm(&format!("{p}pre_layrnorm"), d, c.layer_norm_eps, device)?,
-            layers: (0..c.num_hidden_layers)
-                .map(|i| {
-                    ClipLayer::load(
-                        w,
-                        &format!("{p}encoder.layers.{i}."),
-                        d,
-                        c.intermediate_size,
-                        c.num_attention_heads,
-                        c.layer_norm_eps,
-                        device,
-                    )
-                })
-                .collect::<Result<_>>()?,
+            layers: ClipLayer::load_all(
+                w,
+                p,
+                c.num_hidden_layers,
+                [d, c.intermediate_size, c.num_attention_heads],
+                c.layer_norm_eps,
+                device,
+            )?,
             post_norm: w.layer_norm(&format!("{p}post_layernorm"), d, c.layer_norm_eps, device)?,
             projection: w.linear("visual_projection", d, proj, false, device)?,
             patch_size: c.patch_size,
