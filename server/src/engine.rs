@@ -30,9 +30,14 @@ pub fn to_vec(t: Tensor<2>) -> Vec<f32> {
 }
 
 impl Engine {
-    /// Computes the item table and each user's state (SASRec over the last `max_len` items of
-    /// the whole history) with `model` in inference mode.
-    pub fn new(dataset: Dataset, model: &SasRec, record: RunRecord) -> anyhow::Result<Self> {
+    /// Takes the run's item table and computes each user's state (SASRec over the last
+    /// `max_len` items of the whole history) with `model`'s weights.
+    pub fn new(
+        dataset: Dataset,
+        model: &SasRec,
+        table: Tensor<2>,
+        record: RunRecord,
+    ) -> anyhow::Result<Self> {
         if record.dataset_checksum != dataset.checksum {
             anyhow::bail!(
                 "the model was trained on {} with checksum {}, but the data on disk has checksum {}",
@@ -41,7 +46,7 @@ impl Engine {
                 dataset.checksum
             );
         }
-        let table_t = model.id_table();
+        let table_t = table;
         let [rows, dim] = table_t.dims();
         if rows != dataset.n_items() + 1 {
             anyhow::bail!(

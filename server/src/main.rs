@@ -10,11 +10,11 @@ use perpeft::data::Split;
 use perpeft::data::{self, Dataset, Format};
 use perpeft::device::DeviceChoice;
 use perpeft::engine::Engine;
-use perpeft::eval::evaluate_both;
+use perpeft::eval::{Phase, evaluate};
 use perpeft::rec::SasRecConfig;
 use perpeft::rec::sasrec::Mode;
 use perpeft::store;
-use perpeft::train::{TrainConfig, train_id_only};
+use perpeft::train::{BackboneChoice, Method, Start, TrainConfig};
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +35,8 @@ enum Command {
     Eval(EvalArgs),
     /// Serve the API and the built front end.
     Serve(ServeArgs),
+    /// List the runs of a registry as a table.
+    Runs(RunsArgs),
     /// Dataset utilities.
     Data {
         #[command(subcommand)]
@@ -100,21 +102,82 @@ struct TrainArgs {
     /// Backend: a real GPU if present (auto), wgpu, or the flex CPU backend.
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceChoice,
-    /// Epochs.
-    #[arg(long, default_value_t = TrainConfig::default().epochs)]
-    epochs: usize,
-    /// Seed of initialisation and sampling.
-    #[arg(long, default_value_t = TrainConfig::default().seed)]
-    seed: u64,
-    /// AdamW learning rate.
-    #[arg(long, default_value_t = TrainConfig::default().lr)]
-    lr: f64,
+    /// TOML file with any `TrainConfig` fields (method, backbone, epochs, lr, seed, ...);
+    /// flags given on the command line override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// How item embeddings are made [default: id-only].
+    #[arg(long, value_enum)]
+    method: Option<Method>,
+    /// Backbone of multimodal methods [default: minilm].
+    #[arg(long, value_enum)]
+    backbone: Option<BackboneChoice>,
+    /// CLIP directory in the Hugging Face layout (for --backbone clip).
+    #[arg(long)]
+    clip_dir: Option<PathBuf>,
+    /// Epochs [default: 30].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Seed of initialisation, sampling and dropout [default: 42].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// AdamW learning rate of SASRec and the projector [default: 1e-3].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// AdamW weight decay of SASRec and the projector [default: 1e-4].
+    #[arg(long)]
+    weight_decay: Option<f64>,
     /// SASRec padding treatment: reference (the PerPEFT code) or standard (masked).
     #[arg(long, default_value = "reference")]
     mode: Mode,
-    /// Run directory to write `model.safetensors` and `run.json` into.
+    /// Run directory; its parent holds the run registry (`registry.sqlite`).
     #[arg(long, default_value = "runs/default")]
     out: PathBuf,
+    /// Continue the run in --out from its last completed epoch (same flags; --epochs may grow).
+    #[arg(long, conflicts_with = "overwrite")]
+    resume: bool,
+    /// Replace an existing run of the same name (its directory and registry rows).
+    #[arg(long)]
+    overwrite: bool,
+}
+
+impl TrainArgs {
+    /// The configuration: defaults, then the TOML file, then the flags.
+    fn config(&self) -> anyhow::Result<TrainConfig> {
+        let mut cfg = match &self.config {
+            Some(path) => TrainConfig::from_toml_file(path)?,
+            None => TrainConfig::default(),
+        };
+        if let Some(v) = self.method {
+            cfg.method = v;
+        }
+        if let Some(v) = self.backbone {
+            cfg.backbone = v;
+        }
+        if let Some(v) = &self.clip_dir {
+            cfg.clip_dir = Some(v.clone());
+        }
+        if let Some(v) = self.epochs {
+            cfg.epochs = v;
+        }
+        if let Some(v) = self.seed {
+            cfg.seed = v;
+        }
+        if let Some(v) = self.lr {
+            cfg.lr = v;
+        }
+        if let Some(v) = self.weight_decay {
+            cfg.weight_decay = v;
+        }
+        Ok(cfg)
+    }
+}
+
+#[derive(Args)]
+struct RunsArgs {
+    /// Runs root (holds `registry.sqlite`).
+    #[arg(long, default_value = "runs")]
+    root: PathBuf,
 }
 
 #[derive(Args)]
@@ -172,21 +235,25 @@ fn load_dataset(args: &DataArgs) -> anyhow::Result<Dataset> {
 fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let dataset = load_dataset(&args.data)?;
     let resolved = args.device.resolve()?;
-    let cfg = TrainConfig {
-        epochs: args.epochs,
-        seed: args.seed,
-        lr: args.lr,
-        ..TrainConfig::default()
-    };
+    let cfg = args.config()?;
     let model_cfg = SasRecConfig::new(dataset.n_items()).with_mode(args.mode);
-    let start = std::time::Instant::now();
-    let record = train_id_only(&dataset, &model_cfg, &cfg, &resolved, &args.out)?;
+    let start = if args.resume {
+        Start::Resume
+    } else if args.overwrite {
+        Start::Overwrite
+    } else {
+        Start::New
+    };
+    let clock = std::time::Instant::now();
+    let record = perpeft::train::train(&dataset, &model_cfg, &cfg, &resolved, &args.out, start)?;
     let t = record.test;
     println!(
-        "trained id-only SASRec on {} ({}) in {:.1}s; best epoch {} of {}; test HR@10 {:.4} NDCG@10 {:.4} HR@20 {:.4} NDCG@20 {:.4} HR@30 {:.4} NDCG@30 {:.4} ({} users); saved to {}",
+        "trained {} SASRec on {} ({}) in {:.1}s ({:.2}s/epoch); best epoch {} of {}; test HR@10 {:.4} NDCG@10 {:.4} HR@20 {:.4} NDCG@20 {:.4} HR@30 {:.4} NDCG@30 {:.4} ({} users); saved to {}",
+        record.method,
         record.dataset,
         record.device,
-        start.elapsed().as_secs_f64(),
+        clock.elapsed().as_secs_f64(),
+        record.seconds_per_epoch(),
         record.best_epoch,
         record.epochs.len(),
         t.hr10,
@@ -203,7 +270,7 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
 
 fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
     let resolved = args.device.resolve()?;
-    let (model, record) = store::load(&args.run, &resolved.device)?;
+    let (model, table, record) = store::load(&args.run, &resolved.device)?;
     let dataset = load_dataset(&DataArgs {
         data_dir: args.data_dir.clone(),
         dataset: record.dataset.clone(),
@@ -217,7 +284,11 @@ fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
             dataset.checksum
         );
     }
-    let (valid, test) = evaluate_both(&model, &Split::leave_one_out(&dataset.sequences));
+    let split = Split::leave_one_out(&dataset.sequences);
+    let clock = std::time::Instant::now();
+    let valid = evaluate(&model, &table, &split, Phase::Valid);
+    let test = evaluate(&model, &table, &split, Phase::Test);
+    let users_per_s = (valid.users + test.users) as f64 / clock.elapsed().as_secs_f64();
     println!(
         "run        {} ({} on {}, seed {}, best epoch {})",
         args.run.display(),
@@ -236,6 +307,10 @@ fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
             m.hr10, m.ndcg10, m.hr20, m.ndcg20, m.hr30, m.ndcg30, m.users
         );
     }
+    println!(
+        "full ranking on {}: {users_per_s:.0} users/s",
+        resolved.name
+    );
     Ok(())
 }
 
@@ -255,11 +330,18 @@ async fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
         let train_args = TrainArgs {
             data: args.data.clone(),
             device: args.device,
-            epochs: TrainConfig::default().epochs,
-            seed: TrainConfig::default().seed,
-            lr: TrainConfig::default().lr,
+            config: None,
+            method: None,
+            backbone: None,
+            clip_dir: None,
+            epochs: None,
+            seed: None,
+            lr: None,
+            weight_decay: None,
             mode: Mode::Reference,
             out: args.model.clone(),
+            resume: false,
+            overwrite: true,
         };
         tokio::task::spawn_blocking(move || train(&train_args)).await??;
     }
@@ -271,8 +353,8 @@ async fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
     }
     let dataset = load_dataset(&args.data)?;
     let device = burn::tensor::Device::flex();
-    let (model, record) = store::load(&args.model, &device)?;
-    let engine = Engine::new(dataset, &model, record)?;
+    let (model, table, record) = store::load(&args.model, &device)?;
+    let engine = Engine::new(dataset, &model, table, record)?;
     let listener = tokio::net::TcpListener::bind((args.host, args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
@@ -334,6 +416,11 @@ fn main() -> anyhow::Result<()> {
             println!("missing image {}", d.report.missing_images);
             println!("no title      {}", d.report.missing_titles);
             println!("checksum      {}", d.checksum);
+            Ok(())
+        }
+        Command::Runs(args) => {
+            let registry = store::Registry::open(&args.root)?;
+            print!("{}", store::runs_table(&registry.list()?));
             Ok(())
         }
         Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()

@@ -71,36 +71,34 @@ fn batched_ranks_equal_brute_force() {
 #[test]
 fn a_saved_run_reproduces_its_recorded_metrics() {
     use perpeft::device::DeviceChoice;
-    use perpeft::eval::evaluate_both;
-    use perpeft::train::{TrainConfig, train_id_only};
+    use perpeft::eval::{Phase, evaluate};
+    use perpeft::train::{Start, TrainConfig, train};
 
-    let split = common::synthetic_split(200, 120, 17);
-    let sequences: Vec<Vec<u32>> = (0..200)
-        .map(|u| {
-            let mut s = split.train[u].clone();
-            s.extend(split.valid[u]);
-            s.extend(split.test[u]);
-            s
-        })
-        .collect();
-    let users = (0..200).map(|u| format!("u{u}")).collect();
-    let dataset = common::dataset("synthetic", users, sequences, 120);
-    let dir = std::env::temp_dir().join(format!("perpeft-eval-run-{}", std::process::id()));
+    let dataset = common::synthetic_dataset(200, 120, 17);
+    let root = std::env::temp_dir().join(format!("perpeft-eval-run-{}", std::process::id()));
+    let dir = root.join("run");
     let resolved = DeviceChoice::Flex.resolve().unwrap();
     let cfg = TrainConfig {
         epochs: 3,
         ..TrainConfig::default()
     };
-    let record = train_id_only(&dataset, &SasRecConfig::new(120), &cfg, &resolved, &dir).unwrap();
-    let (model, loaded) = perpeft::store::load(&dir, &resolved.device).unwrap();
+    let record = train(
+        &dataset,
+        &SasRecConfig::new(120),
+        &cfg,
+        &resolved,
+        &dir,
+        Start::New,
+    )
+    .unwrap();
+    let (model, table, loaded) = perpeft::store::load(&dir, &resolved.device).unwrap();
     assert_eq!(loaded.best_epoch, record.best_epoch);
-    let (valid, test) = evaluate_both(
-        &model,
-        &perpeft::data::Split::leave_one_out(&dataset.sequences),
-    );
+    let split = perpeft::data::Split::leave_one_out(&dataset.sequences);
+    let valid = evaluate(&model, &table, &split, Phase::Valid);
+    let test = evaluate(&model, &table, &split, Phase::Test);
     assert_eq!(test, record.test);
     assert_eq!(valid, record.epochs[record.best_epoch - 1].valid);
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
 }
 
 /// A user who has trained on every item leaves no negative to sample: training refuses the data
@@ -108,19 +106,20 @@ fn a_saved_run_reproduces_its_recorded_metrics() {
 #[test]
 fn training_refuses_a_user_without_possible_negatives() {
     use perpeft::device::DeviceChoice;
-    use perpeft::train::{TrainConfig, train_id_only};
+    use perpeft::train::{Start, TrainConfig, train};
     // "greedy" trains on items 1..=4 (its last two go to validation and test)
     let sequences = vec![vec![1, 2, 3, 4, 1, 2], vec![1, 2, 3]];
     let users = vec!["greedy".to_string(), "other".to_string()];
     let dataset = common::dataset("tiny", users, sequences, 4);
     let dir = std::env::temp_dir().join(format!("perpeft-no-neg-{}", std::process::id()));
     let resolved = DeviceChoice::Flex.resolve().unwrap();
-    let err = train_id_only(
+    let err = train(
         &dataset,
         &SasRecConfig::new(4),
         &TrainConfig::default(),
         &resolved,
         &dir,
+        Start::New,
     )
     .unwrap_err();
     assert!(

@@ -14,7 +14,7 @@ use perpeft::device::DeviceChoice;
 use perpeft::engine::Engine;
 use perpeft::rec::SasRecConfig;
 use perpeft::store::{self, RunRecord};
-use perpeft::train::{TrainConfig, train_id_only};
+use perpeft::train::{Start, TrainConfig, train};
 
 /// Epochs of the test model: enough to be clearly better than chance, quick on a CPU.
 pub const TEST_EPOCHS: usize = 3;
@@ -79,23 +79,26 @@ pub fn server(dist: PathBuf) -> &'static TestServer {
     static SERVER: OnceLock<TestServer> = OnceLock::new();
     SERVER.get_or_init(|| {
         let dataset = ml100k();
-        let run_dir = std::env::temp_dir().join(format!("perpeft-e2e-{}", std::process::id()));
+        let run_dir = std::env::temp_dir()
+            .join(format!("perpeft-e2e-{}", std::process::id()))
+            .join("run");
         let resolved = DeviceChoice::Flex.resolve().unwrap();
         let cfg = TrainConfig {
             epochs: TEST_EPOCHS,
             ..TrainConfig::default()
         };
-        train_id_only(
+        train(
             &dataset,
             &SasRecConfig::new(dataset.n_items()),
             &cfg,
             &resolved,
             &run_dir,
+            Start::Overwrite,
         )
         .expect("training the test model");
-        let (model, record) =
+        let (model, table, record) =
             store::load(&run_dir, &resolved.device).expect("loading the test model");
-        let engine = Engine::new(dataset, &model, record.clone()).expect("engine");
+        let engine = Engine::new(dataset, &model, table, record.clone()).expect("engine");
         let app = router(AppState::new(engine), &dist);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

@@ -10,6 +10,7 @@
 pub mod bert;
 pub mod clip;
 pub mod efficientnet;
+pub mod features;
 pub mod preprocess;
 pub mod site;
 pub mod tokenize;

@@ -14,7 +14,7 @@ use burn::tensor::activation::{relu, softmax};
 use burn::tensor::module::embedding;
 
 /// Hyper-parameters of [`SasRec`]; the defaults are the reference's.
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct SasRecConfig {
     /// Number of items; internal ids are `1..=n_items`, 0 is padding.
     pub n_items: usize,

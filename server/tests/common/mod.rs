@@ -37,3 +37,20 @@ pub fn dataset(name: &str, users: Vec<String>, sequences: Vec<Vec<u32>>, n_items
         Default::default(),
     )
 }
+
+/// A dataset of `users` random sequences (train + valid + test of [`synthetic_split`]) over
+/// `n_items` items, named `synthetic`.
+#[allow(dead_code)]
+pub fn synthetic_dataset(users: usize, n_items: u32, seed: u64) -> Dataset {
+    let split = synthetic_split(users, n_items, seed);
+    let sequences: Vec<Vec<u32>> = (0..users)
+        .map(|u| {
+            let mut s = split.train[u].clone();
+            s.extend(split.valid[u]);
+            s.extend(split.test[u]);
+            s
+        })
+        .collect();
+    let ids = (0..users).map(|u| format!("u{u}")).collect();
+    dataset("synthetic", ids, sequences, n_items)
+}
