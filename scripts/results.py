@@ -71,12 +71,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reuse", action="store_true", help="only tabulate existing runs")
     ap.add_argument("--only", help="train only the method labels containing this")
+    ap.add_argument("--bin", type=pathlib.Path, help="use this perpeft binary instead of building one")
     args = ap.parse_args()
+    global BIN
+    if args.bin:
+        BIN = args.bin
     if not args.reuse:
         subprocess.run([sys.executable, str(ROOT / "scripts/fetch_data.py"), "--cache", str(ROOT / ".cache"),
                         *DATASETS, "minilm", "efficientnet-lite0"], check=True)
-        env = {**os.environ, "CARGO_TARGET_DIR": str(TARGET)}
-        subprocess.run(["cargo", "build", "--release", "--all-targets"], cwd=ROOT, env=env, check=True)
+        if not args.bin:
+            env = {**os.environ, "CARGO_TARGET_DIR": str(TARGET)}
+            subprocess.run(["cargo", "build", "--release", "--all-targets"], cwd=ROOT, env=env, check=True)
         for dataset in DATASETS:
             for label in METHODS:
                 if args.only and args.only not in label:

@@ -44,26 +44,13 @@ fn attach(encoder: Encoder, adapter: Adapter, device: &Device, text_only: bool) 
         if text_only && id.tower != crate::backbone::site::Tower::Text {
             return site;
         }
-        let [d_in, d_out] = site.dims();
         match adapter {
             Adapter::Lora(kinds) if kinds.contains(&id.kind) => {
                 site.with_low_rank(4, 8.0, 0.1, device)
             }
             Adapter::Ia3 => match id.kind {
-                SiteKind::Key | SiteKind::Value => Site {
-                    scale_out: Some(burn::module::Param::from_tensor(Tensor::ones(
-                        [d_out],
-                        device,
-                    ))),
-                    ..site
-                },
-                SiteKind::Fc1 => Site {
-                    scale_in: Some(burn::module::Param::from_tensor(Tensor::ones(
-                        [d_in],
-                        device,
-                    ))),
-                    ..site
-                },
+                SiteKind::Key | SiteKind::Value => site.with_scale_out(device),
+                SiteKind::Fc1 => site.with_scale_in(device),
                 _ => site,
             },
             _ => site,

@@ -24,6 +24,7 @@ pub const EVAL_BATCH: usize = 256;
 
 /// One user's evaluation case.
 struct Case {
+    user: usize,
     history: Vec<u32>,
     target: u32,
 }
@@ -41,7 +42,11 @@ fn cases(split: &Split, phase: Phase) -> Vec<Case> {
                     split.test[u].unwrap()
                 }
             };
-            Case { history, target }
+            Case {
+                user: u,
+                history,
+                target,
+            }
         })
         .collect()
 }
@@ -74,10 +79,40 @@ pub fn metrics_from_ranks(ranks: &[usize]) -> Metrics {
 /// 0-based full-ranking ranks of each evaluated user's target. `model` must be in inference
 /// mode (`valid()`), `table` is `[n_items + 1, d]` on the same device.
 pub fn ranks(model: &SasRec, table: &Tensor<2>, split: &Split, phase: Phase) -> Vec<usize> {
+    ranks_of(model, table, &cases(split, phase))
+}
+
+/// Overall and per-group metrics when each user is scored with their group's item table
+/// (`tables[assignment[user]]`, for input sequence and candidates alike). The overall figure is
+/// the plain mean over all evaluated users.
+pub fn evaluate_grouped(
+    model: &SasRec,
+    tables: &[Tensor<2>],
+    assignment: &[usize],
+    split: &Split,
+    phase: Phase,
+) -> (Metrics, Vec<Metrics>) {
+    let mut by_group: Vec<Vec<Case>> = (0..tables.len()).map(|_| Vec::new()).collect();
+    for c in cases(split, phase) {
+        by_group[assignment[c.user]].push(c);
+    }
+    let mut all = Vec::new();
+    let per_group = by_group
+        .iter()
+        .zip(tables)
+        .map(|(cases, table)| {
+            let r = ranks_of(model, table, cases);
+            all.extend_from_slice(&r);
+            metrics_from_ranks(&r)
+        })
+        .collect();
+    (metrics_from_ranks(&all), per_group)
+}
+
+fn ranks_of(model: &SasRec, table: &Tensor<2>, cases: &[Case]) -> Vec<usize> {
     let device = table.device();
     let [rows, _] = table.dims();
     let l = model.max_len();
-    let cases = cases(split, phase);
     let mut out = Vec::with_capacity(cases.len());
     for chunk in cases.chunks(EVAL_BATCH) {
         let b = chunk.len();

@@ -5,10 +5,13 @@
 pub mod api;
 pub mod backbone;
 pub mod bench;
+pub mod cluster;
 pub use perpeft_data as data;
 pub mod device;
 pub mod engine;
 pub mod eval;
+pub mod params;
+pub mod peft;
 pub mod rec;
 pub mod store;
 pub mod train;

@@ -10,7 +10,8 @@ use perpeft::data::Split;
 use perpeft::data::{self, Dataset, Format};
 use perpeft::device::DeviceChoice;
 use perpeft::engine::Engine;
-use perpeft::eval::{Phase, evaluate};
+use perpeft::eval::{Phase, evaluate_grouped};
+use perpeft::peft::PeftKind;
 use perpeft::rec::SasRecConfig;
 use perpeft::rec::sasrec::Mode;
 use perpeft::store;
@@ -127,6 +128,27 @@ struct TrainArgs {
     /// AdamW weight decay of SASRec and the projector [default: 1e-4].
     #[arg(long)]
     weight_decay: Option<f64>,
+    /// PEFT method of global-peft and perpeft [default: lora].
+    #[arg(long, value_enum)]
+    peft: Option<PeftKind>,
+    /// LoRA rank [default: 4].
+    #[arg(long)]
+    rank: Option<usize>,
+    /// Number of user groups (perpeft) [default: 8].
+    #[arg(long)]
+    groups: Option<usize>,
+    /// Epochs of perpeft's global stage [default: 10]; --epochs counts the per-group stage.
+    #[arg(long)]
+    global_epochs: Option<usize>,
+    /// Ablation: random user groups instead of k-means.
+    #[arg(long)]
+    random_groups: bool,
+    /// Ablation: uniform negatives over all items in the per-group stage.
+    #[arg(long)]
+    uniform_negatives: bool,
+    /// Ablation: global-peft with one LoRA adapter of rank groups × rank.
+    #[arg(long)]
+    large_global: bool,
     /// SASRec padding treatment: reference (the PerPEFT code) or standard (masked).
     #[arg(long, default_value = "reference")]
     mode: Mode,
@@ -169,6 +191,21 @@ impl TrainArgs {
         if let Some(v) = self.weight_decay {
             cfg.weight_decay = v;
         }
+        if let Some(v) = self.peft {
+            cfg.peft.kind = v;
+        }
+        if let Some(v) = self.rank {
+            cfg.peft.rank = v;
+        }
+        if let Some(v) = self.groups {
+            cfg.groups = v;
+        }
+        if let Some(v) = self.global_epochs {
+            cfg.global_epochs = v;
+        }
+        cfg.random_groups |= self.random_groups;
+        cfg.uniform_negatives |= self.uniform_negatives;
+        cfg.large_global |= self.large_global;
         Ok(cfg)
     }
 }
@@ -202,6 +239,10 @@ struct ServeArgs {
     /// Run directory of the model to serve.
     #[arg(long, default_value = "runs/default")]
     model: PathBuf,
+    /// Serve instead the finished run on --dataset with the best validation NDCG@20 in the
+    /// registry of this runs root.
+    #[arg(long)]
+    best_of: Option<PathBuf>,
     /// Directory of the built front end.
     #[arg(long, default_value = "dist")]
     dist: PathBuf,
@@ -270,7 +311,7 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
 
 fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
     let resolved = args.device.resolve()?;
-    let (model, table, record) = store::load(&args.run, &resolved.device)?;
+    let (model, tables, record) = store::load(&args.run, &resolved.device)?;
     let dataset = load_dataset(&DataArgs {
         data_dir: args.data_dir.clone(),
         dataset: record.dataset.clone(),
@@ -286,8 +327,14 @@ fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
     }
     let split = Split::leave_one_out(&dataset.sequences);
     let clock = std::time::Instant::now();
-    let valid = evaluate(&model, &table, &split, Phase::Valid);
-    let test = evaluate(&model, &table, &split, Phase::Test);
+    let assignment = if tables.len() > 1 {
+        store::read_groups(&args.run)?.assignment
+    } else {
+        vec![0; dataset.n_users()]
+    };
+    let (valid, valid_groups) =
+        evaluate_grouped(&model, &tables, &assignment, &split, Phase::Valid);
+    let (test, test_groups) = evaluate_grouped(&model, &tables, &assignment, &split, Phase::Test);
     let users_per_s = (valid.users + test.users) as f64 / clock.elapsed().as_secs_f64();
     println!(
         "run        {} ({} on {}, seed {}, best epoch {})",
@@ -307,6 +354,15 @@ fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
             m.hr10, m.ndcg10, m.hr20, m.ndcg20, m.hr30, m.ndcg30, m.users
         );
     }
+    if tables.len() > 1 {
+        println!("per group (each user scored with their group's item table):");
+        for (g, (v, t)) in valid_groups.iter().zip(&test_groups).enumerate() {
+            println!(
+                "group {g:<4} valid NDCG@20 {:.4}  test HR@10 {:.4} NDCG@10 {:.4} HR@20 {:.4} NDCG@20 {:.4}  ({} users)",
+                v.ndcg20, t.hr10, t.ndcg10, t.hr20, t.ndcg20, t.users
+            );
+        }
+    }
     println!(
         "full ranking on {}: {users_per_s:.0} users/s",
         resolved.name
@@ -318,7 +374,22 @@ fn has_model(dir: &Path) -> bool {
     dir.join(store::MODEL_FILE).exists() && dir.join(store::RECORD_FILE).exists()
 }
 
-async fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve_cmd(mut args: ServeArgs) -> anyhow::Result<()> {
+    if let Some(root) = &args.best_of {
+        let registry = store::Registry::open(root)?;
+        let (name, dir) = registry.best_run(&args.data.dataset)?.with_context(|| {
+            format!(
+                "{} has no finished run on {}",
+                registry.path().display(),
+                args.data.dataset
+            )
+        })?;
+        println!(
+            "serving {name}, the best run on {} by validation NDCG@20",
+            args.data.dataset
+        );
+        args.model = dir;
+    }
     if !has_model(&args.model) {
         if !args.train_if_missing {
             anyhow::bail!(
@@ -338,6 +409,13 @@ async fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
             seed: None,
             lr: None,
             weight_decay: None,
+            peft: None,
+            rank: None,
+            groups: None,
+            global_epochs: None,
+            random_groups: false,
+            uniform_negatives: false,
+            large_global: false,
             mode: Mode::Reference,
             out: args.model.clone(),
             resume: false,
@@ -353,8 +431,14 @@ async fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
     }
     let dataset = load_dataset(&args.data)?;
     let device = burn::tensor::Device::flex();
-    let (model, table, record) = store::load(&args.model, &device)?;
-    let engine = Engine::new(dataset, &model, table, record)?;
+    let (model, mut tables, record) = store::load(&args.model, &device)?;
+    if tables.len() > 1 {
+        anyhow::bail!(
+            "{} is a per-group (PerPEFT) run; the web app serves single-table runs for now (use `perpeft eval` for its per-group metrics)",
+            args.model.display()
+        );
+    }
+    let engine = Engine::new(dataset, &model, tables.remove(0), record)?;
     let listener = tokio::net::TcpListener::bind((args.host, args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;

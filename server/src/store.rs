@@ -74,6 +74,18 @@ pub struct RunRecord {
     pub best_epoch: usize,
     /// Test metrics at `best_epoch`.
     pub test: Metrics,
+    /// Trainable parameters of one PEFT adapter (PEFT methods).
+    #[serde(default)]
+    pub adapter_params: Option<usize>,
+    /// Wall seconds of the stages before the evaluated one (`global`, `grouping`).
+    #[serde(default)]
+    pub stages: Vec<(String, f64)>,
+    /// Sizes of the user groups (PerPEFT).
+    #[serde(default)]
+    pub groups: Option<Vec<usize>>,
+    /// Per-group (validation, test) metrics at `best_epoch` (PerPEFT).
+    #[serde(default)]
+    pub best_groups: Vec<(Metrics, Metrics)>,
 }
 
 impl RunRecord {
@@ -129,45 +141,96 @@ pub fn save_model(dir: &Path, model: &SasRec) -> Result<()> {
     })
 }
 
-/// Saves a 2-D table as `dir/name` (safetensors, tensor `table`).
-pub fn save_table(path: &Path, table: Tensor<2>) -> Result<()> {
-    let [rows, d] = table.dims();
-    let bytes: Vec<u8> = table
-        .into_data()
-        .iter::<f32>()
-        .flat_map(|v| v.to_le_bytes())
+fn table_name(g: usize) -> String {
+    if g == 0 {
+        "table".into()
+    } else {
+        format!("group_{g}")
+    }
+}
+
+/// Saves 2-D tables as `path` (safetensors: `table`, then `group_1`, `group_2`, …).
+pub fn save_tables(path: &Path, tables: &[Tensor<2>]) -> Result<()> {
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = tables
+        .iter()
+        .enumerate()
+        .map(|(g, t)| {
+            let [rows, d] = t.dims();
+            let bytes = t
+                .clone()
+                .into_data()
+                .iter::<f32>()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+            (table_name(g), vec![rows, d], bytes)
+        })
         .collect();
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![rows, d], &bytes)
-        .map_err(|e| anyhow!("{e}"))?;
-    let serialized = safetensors::serialize([("table", view)], None).map_err(|e| anyhow!("{e}"))?;
+    let views = data
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| anyhow!("{e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let serialized = safetensors::serialize(views, None).map_err(|e| anyhow!("{e}"))?;
     write_atomic(path, &serialized)
 }
 
-/// Loads a table written by [`save_table`].
-pub fn load_table(path: &Path, device: &Device) -> Result<Tensor<2>> {
+/// Saves one 2-D table (tensor `table`).
+pub fn save_table(path: &Path, table: Tensor<2>) -> Result<()> {
+    save_tables(path, &[table])
+}
+
+/// Loads every table written by [`save_tables`], in group order.
+pub fn load_tables(path: &Path, device: &Device) -> Result<Vec<Tensor<2>>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let t = st
-        .tensor("table")
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let shape = t.shape().to_vec();
-    anyhow::ensure!(shape.len() == 2, "{}: not a 2-D table", path.display());
-    let values: Vec<f32> = t
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    Ok(Tensor::from_data(
-        TensorData::new(values, [shape[0], shape[1]]),
-        device,
-    ))
+    let mut out = Vec::new();
+    while let Ok(t) = st.tensor(&table_name(out.len())) {
+        let shape = t.shape().to_vec();
+        anyhow::ensure!(shape.len() == 2, "{}: not a 2-D table", path.display());
+        let values: Vec<f32> = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        out.push(Tensor::from_data(
+            TensorData::new(values, [shape[0], shape[1]]),
+            device,
+        ));
+    }
+    anyhow::ensure!(!out.is_empty(), "{}: no tensor `table`", path.display());
+    Ok(out)
 }
 
-/// Saves the best-epoch artifacts: SASRec weights, the item table, the whole recommender.
-pub fn save_best(dir: &Path, model: &Recommender, table: Tensor<2>) -> Result<()> {
+/// Loads the first table written by [`save_tables`].
+pub fn load_table(path: &Path, device: &Device) -> Result<Tensor<2>> {
+    Ok(load_tables(path, device)?.remove(0))
+}
+
+/// Groups file name inside a run directory (PerPEFT).
+pub const GROUPS_FILE: &str = "groups.json";
+
+/// Saves the user groups (centroids and assignment).
+pub fn save_groups(dir: &Path, groups: &crate::cluster::Groups) -> Result<()> {
+    write_atomic(&dir.join(GROUPS_FILE), &serde_json::to_vec(groups)?)
+}
+
+/// Reads the user groups of a PerPEFT run.
+pub fn read_groups(dir: &Path) -> Result<crate::cluster::Groups> {
+    let path = dir.join(GROUPS_FILE);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Saves the best-epoch artifacts: SASRec weights, the item table(s) (one per group for
+/// PerPEFT, tensors `table`, `group_1`, …), the whole recommender.
+pub fn save_best(dir: &Path, model: &Recommender, tables: &[Tensor<2>]) -> Result<()> {
     save_model(dir, &model.sasrec)?;
-    save_table(&dir.join(TABLE_FILE), table)?;
+    save_tables(&dir.join(TABLE_FILE), tables)?;
     atomically(&dir.join(RECOMMENDER_FILE), |tmp| {
         model
             .clone()
@@ -182,13 +245,13 @@ pub fn checkpoint_dir(dir: &Path) -> PathBuf {
 }
 
 /// Saves the training state after completed epoch `epoch`: the model (parameter ids included,
-/// so the optimizer state still matches after loading) and the optimizer's state, as
-/// `checkpoint/epoch-N.{model,optimizer}.bpk`.
+/// so the optimizer state still matches after loading) and both optimizers' state, as
+/// `checkpoint/epoch-N.{model,optimizer,optimizer-peft}.bpk`.
 pub fn save_checkpoint<M: Module>(
     dir: &Path,
     epoch: usize,
     model: &M,
-    optim: &ModuleOptimizer,
+    optims: (&ModuleOptimizer, &ModuleOptimizer),
 ) -> Result<()> {
     let ckpt = checkpoint_dir(dir);
     atomically(&ckpt.join(format!("epoch-{epoch}.model.bpk")), |tmp| {
@@ -197,12 +260,15 @@ pub fn save_checkpoint<M: Module>(
             .save_file(tmp)
             .map_err(|e| anyhow!("writing {}: {e:?}", tmp.display()))
     })?;
-    atomically(&ckpt.join(format!("epoch-{epoch}.optimizer.bpk")), |tmp| {
-        optim
-            .to_record()
-            .save(tmp)
-            .map_err(|e| anyhow!("writing {}: {e:?}", tmp.display()))
-    })
+    for (optim, kind) in [(optims.0, "optimizer"), (optims.1, "optimizer-peft")] {
+        atomically(&ckpt.join(format!("epoch-{epoch}.{kind}.bpk")), |tmp| {
+            optim
+                .to_record()
+                .save(tmp)
+                .map_err(|e| anyhow!("writing {}: {e:?}", tmp.display()))
+        })?;
+    }
+    Ok(())
 }
 
 /// Removes checkpoints of epochs before `keep` (called once `keep` is recorded as done).
@@ -227,13 +293,13 @@ pub fn prune_checkpoints(dir: &Path, keep: usize) -> Result<()> {
 }
 
 /// Restores the training state of completed epoch `epoch` (saved by [`save_checkpoint`]) into
-/// a freshly built `model` and `optim` of the same configuration.
+/// a freshly built `model` and optimizers of the same configuration.
 pub fn load_checkpoint<M: Module>(
     dir: &Path,
     epoch: usize,
     model: M,
-    optim: ModuleOptimizer,
-) -> Result<(M, ModuleOptimizer)> {
+    optims: (ModuleOptimizer, ModuleOptimizer),
+) -> Result<(M, ModuleOptimizer, ModuleOptimizer)> {
     let ckpt = checkpoint_dir(dir);
     let model_path = ckpt.join(format!("epoch-{epoch}.model.bpk"));
     let record = ModuleRecord::load(&model_path)
@@ -241,10 +307,15 @@ pub fn load_checkpoint<M: Module>(
     let model = model
         .try_load_record(record)
         .map_err(|e| anyhow!("{}: {e:?}", model_path.display()))?;
-    let optim_path = ckpt.join(format!("epoch-{epoch}.optimizer.bpk"));
-    let state = OptimizerRecord::load(&optim_path)
-        .map_err(|e| anyhow!("reading {}: {e:?}", optim_path.display()))?;
-    Ok((model, optim.load_record(state)))
+    let state = |kind: &str| -> Result<OptimizerRecord> {
+        let path = ckpt.join(format!("epoch-{epoch}.{kind}.bpk"));
+        OptimizerRecord::load(&path).map_err(|e| anyhow!("reading {}: {e:?}", path.display()))
+    };
+    Ok((
+        model,
+        optims.0.load_record(state("optimizer")?),
+        optims.1.load_record(state("optimizer-peft")?),
+    ))
 }
 
 /// Saves `run.json`.
@@ -262,7 +333,7 @@ pub fn read_record(dir: &Path) -> Result<RunRecord> {
 
 /// Loads a run for serving and evaluation: SASRec, the item table (runs from before item
 /// tables were saved fall back to SASRec's ID table), and the record.
-pub fn load(dir: &Path, device: &Device) -> Result<(SasRec, Tensor<2>, RunRecord)> {
+pub fn load(dir: &Path, device: &Device) -> Result<(SasRec, Vec<Tensor<2>>, RunRecord)> {
     let record = read_record(dir)?;
     let model_path = dir.join(MODEL_FILE);
     if !model_path.exists() {
@@ -284,12 +355,30 @@ pub fn load(dir: &Path, device: &Device) -> Result<(SasRec, Tensor<2>, RunRecord
         );
     }
     let table_path = dir.join(TABLE_FILE);
-    let table = if table_path.exists() {
-        load_table(&table_path, device)?
+    let tables = if table_path.exists() {
+        load_tables(&table_path, device)?
     } else {
-        model.id_table()
+        vec![model.id_table()]
     };
-    Ok((model, table, record))
+    Ok((model, tables, record))
+}
+
+/// Loads the global (stage-1) model a PerPEFT run saved in `global_dir`, with the run's
+/// record from `run_dir`.
+pub fn load_global(
+    global_dir: &Path,
+    run_dir: &Path,
+    device: &Device,
+) -> Result<(SasRec, Vec<Tensor<2>>, RunRecord)> {
+    let record = read_record(run_dir)?;
+    let mut model = record.model.init(device);
+    let path = global_dir.join(MODEL_FILE);
+    let mut store = SafetensorsStore::from_file(&path);
+    model
+        .load_from(&mut store)
+        .map_err(|e| anyhow!("loading {}: {e:?}", path.display()))?;
+    let tables = load_tables(&global_dir.join(TABLE_FILE), device)?;
+    Ok((model, tables, record))
 }
 
 /// Status of a run in the registry.
@@ -566,6 +655,22 @@ impl Registry {
             params![run, status.as_str(), device],
         )?;
         Ok(())
+    }
+
+    /// The finished run on `dataset` with the best validation NDCG@20 at its selected epoch:
+    /// `(name, directory)`.
+    pub fn best_run(&self, dataset: &str) -> Result<Option<(String, PathBuf)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT r.name, r.dir FROM runs r
+                 JOIN epochs e ON e.run_id = r.id AND e.epoch = r.best_epoch
+                 WHERE r.status = 'finished' AND r.dataset = ?1
+                 ORDER BY e.valid_ndcg20 DESC, r.id LIMIT 1",
+                [dataset],
+                |r| Ok((r.get(0)?, PathBuf::from(r.get::<_, String>(1)?))),
+            )
+            .optional()?)
     }
 
     /// Every run, oldest first.

@@ -1,13 +1,17 @@
 //! `train` owns the training loop: seeded batches → item table for the batch's unique items →
-//! SASRec loss → AdamW, full-ranking evaluation on validation and test after every epoch, the
+//! SASRec loss → AdamW (two optimisers: SASRec + projectors, and the PEFT parameters, as the
+//! reference), full-ranking evaluation on validation and test after every epoch, the
 //! best-validation artifacts, a checkpoint per completed epoch (so a killed run resumes), and
 //! the run's rows in the registry. A progress bar (stderr, hidden when not a terminal) shows
 //! the running loss and the ETA.
 //!
-//! Methods: `id-only` (SASRec over ID embeddings, "w/o MM") and `frozen` (item features from
-//! the frozen backbone, computed once and cached, through the projector). Every step builds the
-//! item table of the batch's unique items only (method doc §6.2), the path PEFT methods take
-//! with an encoder in the loop.
+//! Methods: `id-only` (SASRec over ID embeddings, "w/o MM"), `frozen` (frozen backbone
+//! features, computed once and cached, through the projector), `global-peft` (one adapter +
+//! projector + SASRec trained jointly) and `perpeft` (the three stages of method doc §7–§9:
+//! global PEFT, k-means user groups over the global model's user states, then K adapters and
+//! projectors warm-started from the global ones, trained group by group with group-restricted
+//! negatives, SASRec shared). Every step builds the item table of the batch's unique items
+//! only (§6.2); for LoRA/(IA)3 that runs the backbone with the active adapter, with gradients.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -16,14 +20,18 @@ use anyhow::{Context, Result, bail};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use shared::api::Metrics;
 
-use crate::backbone::{BackboneSpec, features};
-use crate::data::sampler::{Batch, Sampler};
+use crate::backbone::{Backbone, BackboneSpec, features};
+use crate::cluster::{self, Groups};
+use crate::data::sampler::{Batch, Negatives, Sampler, group_pool};
 use crate::data::{Dataset, Split};
 use crate::device::Resolved;
-use crate::eval::{Phase, evaluate};
+use crate::eval::{Phase, evaluate_grouped, window};
+use crate::peft::{self, HiddenStates, IisanBank, Peft, PeftConfig, PeftKind};
 use crate::rec::loss::bce_loss;
 use crate::rec::{Projector, Recommender, SasRecConfig};
 use crate::store::{self, EpochRecord, Registry, RunRecord, Status};
@@ -37,6 +45,10 @@ pub enum Method {
     IdOnly,
     /// Frozen backbone features (cached once) through the projector, plus ID embeddings.
     Frozen,
+    /// One PEFT adapter + projector + SASRec trained jointly ("Global PEFT").
+    GlobalPeft,
+    /// Global PEFT, user grouping, then one adapter and projector per group (PerPEFT).
+    Perpeft,
 }
 
 impl Method {
@@ -45,7 +57,13 @@ impl Method {
         match self {
             Self::IdOnly => "id-only",
             Self::Frozen => "frozen",
+            Self::GlobalPeft => "global-peft",
+            Self::Perpeft => "perpeft",
         }
+    }
+
+    fn is_peft(self) -> bool {
+        matches!(self, Self::GlobalPeft | Self::Perpeft)
     }
 }
 
@@ -87,8 +105,21 @@ pub struct TrainConfig {
     pub peft_lr: f64,
     /// AdamW weight decay of the PEFT parameters.
     pub peft_weight_decay: f64,
-    /// Seed of initialisation, sampling and dropout.
+    /// Seed of initialisation, sampling, dropout and grouping.
     pub seed: u64,
+    /// PEFT method and its hyper-parameters (`global-peft`, `perpeft`).
+    pub peft: PeftConfig,
+    /// Number of user groups K (`perpeft`).
+    pub groups: usize,
+    /// Epochs of the global stage of `perpeft` (method doc §7: 10); `epochs` counts the
+    /// per-group stage (§9: 20).
+    pub global_epochs: usize,
+    /// Ablation: random user groups instead of k-means.
+    pub random_groups: bool,
+    /// Ablation: uniform negatives over all items in the per-group stage.
+    pub uniform_negatives: bool,
+    /// Ablation (`global-peft`): one LoRA adapter of rank `groups · rank` ("Large Global PEFT").
+    pub large_global: bool,
 }
 
 impl Default for TrainConfig {
@@ -106,6 +137,12 @@ impl Default for TrainConfig {
             peft_lr: 1e-4,
             peft_weight_decay: 1e-4,
             seed: 42,
+            peft: PeftConfig::default(),
+            groups: 8,
+            global_epochs: 10,
+            random_groups: false,
+            uniform_negatives: false,
+            large_global: false,
         }
     }
 }
@@ -132,6 +169,24 @@ impl TrainConfig {
                     .context("--backbone clip needs --clip-dir (a Hugging Face CLIP directory)")?,
             },
         }))
+    }
+
+    /// The method as recorded: e.g. `perpeft-lora`, `perpeft-iisan+random-groups`.
+    pub fn label(&self) -> String {
+        let mut label = self.method.name().to_string();
+        if self.method.is_peft() {
+            label = format!("{label}-{}", self.peft.kind.name());
+        }
+        for (on, name) in [
+            (self.random_groups, "random-groups"),
+            (self.uniform_negatives, "uniform-negatives"),
+            (self.large_global, "large"),
+        ] {
+            if on {
+                label = format!("{label}+{name}");
+            }
+        }
+        label
     }
 
     /// The backbone's name in records (`none` for ID-only).
@@ -241,22 +296,229 @@ pub fn run_name(out_dir: &Path) -> String {
         .unwrap_or_else(|| "run".into())
 }
 
-/// Frozen item features on `device` and their cache file, if the method uses them.
-fn frozen_features(
-    cfg: &TrainConfig,
-    dataset: &Dataset,
-    device: &Device,
-) -> Result<Option<(Tensor<2>, PathBuf)>> {
-    match cfg.method {
-        Method::IdOnly => Ok(None),
-        Method::Frozen => {
-            let spec = cfg.backbone_spec()?.expect("frozen has a backbone");
-            let (table, path, hit) =
-                features::frozen_table(&spec, dataset, &cfg.cache_dir, device)?;
-            tracing::info!(path = %path.display(), cached = hit, dims = ?table.dims(), "frozen item features");
-            Ok(Some((table, path)))
-        }
+/// Where a batch's item features come from.
+// one value per model, never in bulk: boxing buys nothing
+#[allow(clippy::large_enum_variant)]
+enum Source {
+    /// ID-only: no features.
+    Ids,
+    /// A cached frozen table `[N+1, D]` (on the autodiff device and on the inner one).
+    Frozen { train: Tensor<2>, eval: Tensor<2> },
+    /// The backbone with LoRA/(IA)3 adapters in the loop (tokenizer and preprocessing here).
+    Encoder(Box<Backbone>),
+    /// IISAN over cached hidden states.
+    Iisan {
+        train: HiddenStates,
+        eval: HiddenStates,
+    },
+}
+
+impl Source {
+    /// Features of the batch's unique items (`ids`, 0 first) with gradients where trainable.
+    fn batch(
+        &self,
+        peft: Option<&Peft>,
+        dataset: &Dataset,
+        ids: &[u32],
+        ids_t: Tensor<1, Int>,
+        device: &Device,
+    ) -> Result<Option<Tensor<2>>> {
+        Ok(match (self, peft) {
+            (Self::Ids, _) => None,
+            (Self::Frozen { train, .. }, _) => Some(train.clone().select(0, ids_t)),
+            (Self::Encoder(b), Some(Peft::Encoder(e))) => {
+                Some(features::encode_items(b, e, dataset, ids, device)?)
+            }
+            (Self::Iisan { train, .. }, Some(Peft::Iisan(bank))) => {
+                Some(bank.features(train, ids_t))
+            }
+            _ => bail!("item source and PEFT module do not match"),
+        })
     }
+
+    /// Features of every item (row 0 zero or IISAN's zeroed padding) for evaluation, on
+    /// `inner`, with `peft` in inference mode.
+    fn all(
+        &self,
+        peft: Option<&Peft>,
+        dataset: &Dataset,
+        inner: &Device,
+    ) -> Result<Option<Tensor<2>>> {
+        let rows = dataset.n_items() + 1;
+        Ok(match (self, peft) {
+            (Self::Ids, _) => None,
+            (Self::Frozen { eval, .. }, _) => Some(eval.clone()),
+            (Self::Encoder(b), Some(Peft::Encoder(e))) => {
+                let ids: Vec<u32> = (0..rows as u32).collect();
+                let mut parts = Vec::new();
+                for chunk in ids.chunks(features::ENCODE_BATCH * 4) {
+                    parts.push(features::encode_items(b, e, dataset, chunk, inner)?);
+                }
+                Some(Tensor::cat(parts, 0))
+            }
+            (Self::Iisan { eval, .. }, Some(Peft::Iisan(bank))) => {
+                let ids = Tensor::<1, Int>::arange(0..rows as i64, inner);
+                Some(bank.features(eval, ids))
+            }
+            _ => bail!("item source and PEFT module do not match"),
+        })
+    }
+}
+
+/// What a checkpoint holds: the recommender and the PEFT part.
+#[derive(Module, Debug)]
+pub struct Trainable {
+    pub rec: Recommender,
+    pub peft: Option<Peft>,
+}
+
+/// The trainable parts and their two optimisers (SASRec + projectors; PEFT parameters).
+struct Parts {
+    rec: Recommender,
+    peft: Option<Peft>,
+    optim_rec: ModuleOptimizer,
+    optim_peft: ModuleOptimizer,
+}
+
+impl Parts {
+    fn select(&mut self, g: usize) {
+        self.rec = self.rec.clone().select(g);
+        self.peft = self.peft.take().map(|p| p.select(g));
+    }
+}
+
+fn adamw(weight_decay: f64) -> ModuleOptimizer {
+    AdamWConfig::new()
+        .with_epsilon(1e-8)
+        .with_weight_decay(weight_decay as f32)
+        .init()
+}
+
+/// Everything an epoch needs besides the trainable parts.
+struct Ctx<'a> {
+    dataset: &'a Dataset,
+    split: &'a Split,
+    cfg: &'a TrainConfig,
+    device: Device,
+    inner: Device,
+    source: Source,
+}
+
+impl Ctx<'_> {
+    /// One pass over `plan` (batches tagged with their group); returns the mean loss.
+    fn epoch(&self, parts: &mut Parts, plan: &[(usize, Batch)], bar: &ProgressBar) -> Result<f64> {
+        let mut loss_sum = 0.0;
+        let mut current = usize::MAX;
+        for (step, (g, batch)) in plan.iter().enumerate() {
+            if *g != current {
+                parts.select(*g);
+                current = *g;
+            }
+            let local = LocalBatch::new(batch);
+            let (items, seq, pos, neg) = local.tensors(&self.device);
+            let features = self.source.batch(
+                parts.peft.as_ref(),
+                self.dataset,
+                &local.items,
+                items.clone(),
+                &self.device,
+            )?;
+            let table = parts.rec.table_rows(features, items);
+            let loss = bce_loss(&parts.rec.sasrec, table, seq, pos, neg);
+            loss_sum += loss.clone().into_scalar::<f32>() as f64;
+            let mut grads = loss.backward();
+            let g_rec = GradientsParams::from_module(&mut grads, &parts.rec);
+            parts.rec = parts.optim_rec.step(self.cfg.lr, parts.rec.clone(), g_rec);
+            if let Some(p) = parts.peft.take() {
+                let g_peft = GradientsParams::from_module(&mut grads, &p);
+                parts.peft = Some(parts.optim_peft.step(self.cfg.peft_lr, p, g_peft));
+            }
+            bar.set_message(format!("{:.4}", loss_sum / (step + 1) as f64));
+            bar.inc(1);
+        }
+        Ok(loss_sum / plan.len().max(1) as f64)
+    }
+
+    /// The item table of each group (one table without groups), in inference mode on `inner`.
+    fn tables(&self, parts: &Parts, k: usize) -> Result<Vec<Tensor<2>>> {
+        let rec = parts.rec.valid();
+        let peft = parts.peft.as_ref().map(|p| p.valid());
+        (0..k)
+            .map(|g| {
+                let rec_g = rec.clone().select(g);
+                let peft_g = peft.clone().map(|p| p.select(g));
+                let features = self
+                    .source
+                    .all(peft_g.as_ref(), self.dataset, &self.inner)?;
+                Ok(rec_g.table(features))
+            })
+            .collect()
+    }
+
+    /// Validation and test metrics (overall, per group), and the tables used.
+    #[allow(clippy::type_complexity)]
+    fn evaluate(
+        &self,
+        parts: &Parts,
+        groups: Option<&Groups>,
+    ) -> Result<(Metrics, Metrics, Vec<(Metrics, Metrics)>, Vec<Tensor<2>>)> {
+        let k = groups.map_or(1, |g| g.k);
+        let tables = self.tables(parts, k)?;
+        let zeros = vec![0; self.dataset.n_users()];
+        let assignment = groups.map_or(zeros.as_slice(), |g| g.assignment.as_slice());
+        let sasrec = parts.rec.sasrec.valid();
+        let (valid, vg) = evaluate_grouped(&sasrec, &tables, assignment, self.split, Phase::Valid);
+        let (test, tg) = evaluate_grouped(&sasrec, &tables, assignment, self.split, Phase::Test);
+        let per_group = if groups.is_some() {
+            vg.into_iter().zip(tg).collect()
+        } else {
+            Vec::new()
+        };
+        Ok((valid, test, per_group, tables))
+    }
+}
+
+/// Each user's representation for grouping (method doc §8): the global model's SASRec state
+/// over the right-aligned last 9 training items + the validation item. Users without a
+/// validation item (fewer than 3 interactions, never evaluated) use their training items.
+pub fn user_representations(
+    ctx_tables: &Tensor<2>,
+    sasrec: &crate::rec::SasRec,
+    split: &Split,
+) -> (Vec<f32>, usize) {
+    let l = sasrec.max_len();
+    let device = ctx_tables.device();
+    let n = split.train.len();
+    let mut out = Vec::with_capacity(n * sasrec.hidden());
+    let users: Vec<usize> = (0..n).collect();
+    for chunk in users.chunks(crate::eval::EVAL_BATCH) {
+        let seq: Vec<i64> = chunk
+            .iter()
+            .flat_map(|&u| {
+                let mut h = split.train[u].clone();
+                h.extend(split.valid[u]);
+                window(&h, l)
+            })
+            .map(i64::from)
+            .collect();
+        let seq = Tensor::<2, Int>::from_data(TensorData::new(seq, [chunk.len(), l]), &device);
+        let states = sasrec.user_states(seq, ctx_tables.clone());
+        out.extend(states.into_data().iter::<f32>());
+    }
+    (out, sasrec.hidden())
+}
+
+/// Batches of one epoch of the per-group stage: every group's batches (its own users, its own
+/// negatives), interleaved in an order shuffled with the epoch's seed (method doc §9.3).
+fn group_plan(samplers: &[Sampler<'_>], seed: u64, epoch: usize) -> Vec<(usize, Batch)> {
+    let mut plan: Vec<(usize, Batch)> = samplers
+        .iter()
+        .enumerate()
+        .flat_map(|(g, s)| s.epoch(epoch).into_iter().map(move |b| (g, b)))
+        .collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(epoch_seed(seed ^ 0x9e37, epoch));
+    plan.shuffle(&mut rng);
+    plan
 }
 
 /// Validation and test metrics of a recommender in inference mode over `features`.
@@ -266,8 +528,21 @@ pub fn evaluate_recommender(
     split: &Split,
 ) -> (Metrics, Metrics, Tensor<2>) {
     let table = model.table(features);
-    let valid = evaluate(&model.sasrec, &table, split, Phase::Valid);
-    let test = evaluate(&model.sasrec, &table, split, Phase::Test);
+    let zeros = vec![0; split.train.len()];
+    let (valid, _) = evaluate_grouped(
+        &model.sasrec,
+        std::slice::from_ref(&table),
+        &zeros,
+        split,
+        Phase::Valid,
+    );
+    let (test, _) = evaluate_grouped(
+        &model.sasrec,
+        std::slice::from_ref(&table),
+        &zeros,
+        split,
+        Phase::Test,
+    );
     (valid, test, table)
 }
 
@@ -298,26 +573,99 @@ pub fn train(
             dataset.name
         );
     }
+    if cfg.large_global && (cfg.method != Method::GlobalPeft || cfg.peft.kind != PeftKind::Lora) {
+        bail!("the large-global ablation is a global-peft run with LoRA");
+    }
     let registry = Registry::for_run_dir(out_dir)?;
     let name = run_name(out_dir);
-    let (features, features_path) = frozen_features(cfg, dataset, &inner)?.unzip();
-    let features_ad = features
-        .as_ref()
-        .map(|f| Tensor::<2>::from_data(f.to_data(), &device));
+    let spec = cfg.backbone_spec()?;
+    let with_images = features::has_images(dataset);
+    let mut artifacts: Vec<(&str, PathBuf)> = Vec::new();
+    let (source, d_features, peft) = match cfg.method {
+        Method::IdOnly => (Source::Ids, None, None),
+        Method::Frozen => {
+            let spec = spec.expect("frozen has a backbone");
+            let (table, path, hit) =
+                features::frozen_table(&spec, dataset, &cfg.cache_dir, &inner)?;
+            tracing::info!(path = %path.display(), cached = hit, dims = ?table.dims(), "frozen item features");
+            artifacts.push(("features", path));
+            let d = table.dims()[1];
+            let train = Tensor::<2>::from_data(table.to_data(), &device);
+            (Source::Frozen { train, eval: table }, Some(d), None)
+        }
+        Method::GlobalPeft | Method::Perpeft => {
+            let spec = spec.expect("peft has a backbone");
+            match cfg.peft.kind {
+                PeftKind::Iisan => {
+                    let (states, path) =
+                        peft::hidden_states(&spec, dataset, &cfg.cache_dir, &inner)?;
+                    artifacts.push(("hidden_states", path));
+                    let train = HiddenStates {
+                        text: Tensor::from_data(states.text.to_data(), &device),
+                        image: states
+                            .image
+                            .as_ref()
+                            .map(|t| Tensor::from_data(t.to_data(), &device)),
+                    };
+                    device.seed(cfg.seed.wrapping_add(7));
+                    let bank = IisanBank::new(&train, &device);
+                    let [_, _, dt] = train.text.dims();
+                    let d = peft::iisan::Iisan::output_dim(
+                        dt,
+                        train.image.as_ref().map(|t| t.dims()[2]),
+                    );
+                    (
+                        Source::Iisan {
+                            train,
+                            eval: states,
+                        },
+                        Some(d),
+                        Some(Peft::Iisan(bank)),
+                    )
+                }
+                PeftKind::Lora | PeftKind::Ia3 => {
+                    let mut backbone = Backbone::load(&spec, with_images, &device)?;
+                    let mut pc = cfg.peft.clone();
+                    if cfg.large_global {
+                        pc.rank *= cfg.groups;
+                    }
+                    device.seed(cfg.seed.wrapping_add(7));
+                    let encoder = peft::attach(backbone.encoder.clone(), &pc, &device);
+                    let d = backbone.feature_dim();
+                    backbone.encoder = encoder.clone();
+                    (
+                        Source::Encoder(Box::new(backbone)),
+                        Some(d),
+                        Some(Peft::Encoder(encoder)),
+                    )
+                }
+            }
+        }
+    };
 
     device.seed(cfg.seed);
-    let model = Recommender {
-        sasrec: model_cfg.init(&device),
-        projector: features
-            .as_ref()
-            .map(|f| Projector::new(f.dims()[1], model_cfg.hidden, &device)),
+    let rec = Recommender::new(
+        model_cfg.init(&device),
+        d_features.map(|d| Projector::new(d, model_cfg.hidden, &device)),
+    );
+    let mut parts = Parts {
+        rec,
+        peft,
+        optim_rec: adamw(cfg.weight_decay),
+        optim_peft: adamw(cfg.peft_weight_decay),
     };
-    let optim: ModuleOptimizer = AdamWConfig::new()
-        .with_epsilon(1e-8)
-        .with_weight_decay(cfg.weight_decay as f32)
-        .init();
+    let ctx = Ctx {
+        dataset,
+        split: &split,
+        cfg,
+        device: device.clone(),
+        inner: inner.clone(),
+        source,
+    };
+    let adapter_params = parts.peft.as_ref().map(|p| p.adapter_params());
 
-    let (run, mut record, mut model, mut optim) = match start {
+    let mut groups: Option<Groups> = None;
+    let (run, mut record) = match start {
         Start::Resume => {
             let run = registry
                 .run_id(&name)?
@@ -341,13 +689,32 @@ pub fn train(
             }
             record.train.epochs = cfg.epochs;
             record.epochs = registry.epochs(run)?;
-            let (model, optim) = if record.epochs.is_empty() {
-                (model, optim)
-            } else {
-                store::load_checkpoint(out_dir, record.epochs.len(), model, optim)?
-            };
+            if cfg.method == Method::Perpeft && !record.epochs.is_empty() {
+                // the per-group stage is under way: rebuild its banks, then load the checkpoint
+                let g = store::read_groups(out_dir)?;
+                parts.rec = parts.rec.replicate(g.k);
+                parts.peft = parts.peft.take().map(|p| p.replicate(g.k));
+                groups = Some(g);
+            }
+            if !record.epochs.is_empty() {
+                let (t, o1, o2) = store::load_checkpoint(
+                    out_dir,
+                    record.epochs.len(),
+                    Trainable {
+                        rec: parts.rec,
+                        peft: parts.peft,
+                    },
+                    (parts.optim_rec, parts.optim_peft),
+                )?;
+                parts = Parts {
+                    rec: t.rec,
+                    peft: t.peft,
+                    optim_rec: o1,
+                    optim_peft: o2,
+                };
+            }
             tracing::info!(run = %name, completed = record.epochs.len(), "resuming");
-            (run, record, model, optim)
+            (run, record)
         }
         Start::New | Start::Overwrite => {
             if start == Start::Overwrite {
@@ -364,7 +731,7 @@ pub fn train(
                 );
             }
             let record = RunRecord {
-                method: cfg.method.name().into(),
+                method: cfg.label(),
                 dataset: dataset.name.clone(),
                 dataset_checksum: dataset.checksum.clone(),
                 device: resolved.name.into(),
@@ -374,32 +741,59 @@ pub fn train(
                 epochs: Vec::new(),
                 best_epoch: 0,
                 test: Metrics::default(),
+                adapter_params,
+                stages: Vec::new(),
+                groups: None,
+                best_groups: Vec::new(),
             };
             let run = registry.create(&name, out_dir, &record)?;
             store::save_record(out_dir, &record)?;
-            (run, record, model, optim)
+            (run, record)
         }
     };
     registry.set_status(run, Status::Running, resolved.name)?;
-    if let Some(path) = &features_path {
-        registry.record_artifact(run, "features", path, None)?;
+    for (kind, path) in &artifacts {
+        registry.record_artifact(run, kind, path, None)?;
     }
-    let result = epochs(
-        dataset,
-        &split,
-        &sampler,
-        cfg,
-        &device,
-        &inner,
-        features,
-        features_ad,
-        out_dir,
-        &registry,
-        run,
-        &mut record,
-        &mut model,
-        &mut optim,
-    );
+    let result = (|| -> Result<()> {
+        if cfg.method == Method::Perpeft && groups.is_none() {
+            groups = Some(global_stage(
+                &ctx,
+                &sampler,
+                &mut parts,
+                &mut record,
+                out_dir,
+                &registry,
+                run,
+            )?);
+        }
+        let plan_samplers: Vec<Sampler<'_>> = match &groups {
+            Some(g) => g
+                .members()
+                .into_iter()
+                .map(|users| {
+                    let negatives = if cfg.uniform_negatives {
+                        Negatives::Uniform
+                    } else {
+                        Negatives::Pool(group_pool(&split.train, &users))
+                    };
+                    sampler.clone().with_users(users).with_negatives(negatives)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        epochs(
+            &ctx,
+            &sampler,
+            &plan_samplers,
+            groups.as_ref(),
+            &mut parts,
+            &mut record,
+            out_dir,
+            &registry,
+            run,
+        )
+    })();
     match &result {
         Ok(()) => registry.set_status(run, Status::Finished, resolved.name)?,
         Err(_) => registry.set_status(run, Status::Failed, resolved.name)?,
@@ -407,32 +801,80 @@ pub fn train(
     result.map(|()| record)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn epochs(
-    dataset: &Dataset,
-    split: &Split,
-    sampler: &Sampler,
-    cfg: &TrainConfig,
-    device: &Device,
-    inner: &Device,
-    features: Option<Tensor<2>>,
-    features_ad: Option<Tensor<2>>,
+/// Stage 1 and 2 of PerPEFT: `global_epochs` epochs of global training (no evaluation, as the
+/// reference), then the user groups from the global model. Leaves the banks replicated K times
+/// with fresh optimisers, and saves the groups and the global model.
+fn global_stage(
+    ctx: &Ctx<'_>,
+    sampler: &Sampler<'_>,
+    parts: &mut Parts,
+    record: &mut RunRecord,
     out_dir: &Path,
     registry: &Registry,
     run: i64,
-    record: &mut RunRecord,
-    model: &mut Recommender,
-    optim: &mut ModuleOptimizer,
-) -> Result<()> {
-    let first = record.epochs.len() + 1;
-    tracing::info!(
-        dataset = %dataset.name, method = cfg.method.name(), users = dataset.n_users(),
-        items = dataset.n_items(), device = %record.device, batches = sampler.batches_per_epoch(),
-        first_epoch = first, "training"
-    );
-    let bar = ProgressBar::new(
-        ((cfg.epochs + 1 - first.min(cfg.epochs + 1)) * sampler.batches_per_epoch()) as u64,
-    );
+) -> Result<Groups> {
+    let cfg = ctx.cfg;
+    let clock = Instant::now();
+    let bar = progress((cfg.global_epochs * sampler.batches_per_epoch()) as u64);
+    for epoch in 1..=cfg.global_epochs {
+        ctx.device.seed(epoch_seed(cfg.seed ^ 0x61, epoch));
+        bar.set_prefix(format!("global {epoch}/{}", cfg.global_epochs));
+        let plan: Vec<(usize, Batch)> = sampler.epoch(epoch).into_iter().map(|b| (0, b)).collect();
+        let loss = ctx.epoch(parts, &plan, &bar)?;
+        tracing::info!(epoch, loss = format!("{loss:.4}"), "global stage");
+    }
+    bar.finish_and_clear();
+    let global_seconds = clock.elapsed().as_secs_f64();
+    let clock = Instant::now();
+    let table = ctx.tables(parts, 1)?.remove(0);
+    let (reps, dim) = user_representations(&table, &parts.rec.sasrec.valid(), ctx.split);
+    let groups = if cfg.random_groups {
+        cluster::random(&reps, dim, cfg.groups, cfg.seed)
+    } else {
+        cluster::kmeans(&reps, dim, cfg.groups, cfg.seed)?
+    };
+    let sizes: Vec<usize> = groups.members().iter().map(Vec::len).collect();
+    tracing::info!(how = %groups.how, ?sizes, "user groups");
+    store::save_groups(out_dir, &groups)?;
+    // the global model stays with the run: new users are assigned with its states
+    store::save_best(&out_dir.join(GLOBAL_DIR), &parts.rec.valid(), &[table])?;
+    registry.record_artifact(run, "global", &out_dir.join(GLOBAL_DIR), None)?;
+    registry.record_artifact(run, "groups", &out_dir.join(store::GROUPS_FILE), None)?;
+    record.groups = Some(sizes);
+    record.stages = vec![
+        ("global".into(), global_seconds),
+        ("grouping".into(), clock.elapsed().as_secs_f64()),
+    ];
+    parts.rec = parts.rec.clone().replicate(groups.k);
+    parts.peft = parts.peft.take().map(|p| p.replicate(groups.k));
+    parts.optim_rec = adamw(cfg.weight_decay);
+    parts.optim_peft = adamw(cfg.peft_weight_decay);
+    Ok(groups)
+}
+
+/// Where a PerPEFT run keeps its global (stage-1) model.
+pub const GLOBAL_DIR: &str = "global";
+
+/// The group of a user the model has not seen (a history of item ids, oldest first): the
+/// nearest centroid to the user's state under the run's global model (method doc §8 groups
+/// users by those states). For the server: load once with [`store::load`] on `dir/global`.
+pub fn assign_new_user(dir: &Path, history: &[u32], device: &Device) -> Result<usize> {
+    let groups = store::read_groups(dir)?;
+    let (sasrec, mut tables, _) = store::load_global(&dir.join(GLOBAL_DIR), dir, device)?;
+    let table = tables.remove(0);
+    let l = sasrec.max_len();
+    let seq: Vec<i64> = window(history, l).into_iter().map(i64::from).collect();
+    let seq = Tensor::<2, Int>::from_data(TensorData::new(seq, [1, l]), device);
+    let state: Vec<f32> = sasrec
+        .user_states(seq, table)
+        .into_data()
+        .iter::<f32>()
+        .collect();
+    Ok(groups.nearest(&state))
+}
+
+fn progress(len: u64) -> ProgressBar {
+    let bar = ProgressBar::new(len);
     bar.set_style(
         ProgressStyle::with_template(
             "{prefix} [{bar:30}] {pos}/{len} steps, loss {msg}, eta {eta}",
@@ -440,33 +882,50 @@ fn epochs(
         .expect("valid template")
         .progress_chars("=> "),
     );
+    bar
+}
+
+/// The evaluated stage: global training (all methods but PerPEFT) or the per-group stage.
+#[allow(clippy::too_many_arguments)]
+fn epochs(
+    ctx: &Ctx<'_>,
+    sampler: &Sampler<'_>,
+    group_samplers: &[Sampler<'_>],
+    groups: Option<&Groups>,
+    parts: &mut Parts,
+    record: &mut RunRecord,
+    out_dir: &Path,
+    registry: &Registry,
+    run: i64,
+) -> Result<()> {
+    let cfg = ctx.cfg;
+    let first = record.epochs.len() + 1;
+    let per_epoch = if groups.is_some() {
+        group_samplers.iter().map(|s| s.batches_per_epoch()).sum()
+    } else {
+        sampler.batches_per_epoch()
+    };
+    tracing::info!(
+        dataset = %ctx.dataset.name, method = %record.method, users = ctx.dataset.n_users(),
+        items = ctx.dataset.n_items(), device = %record.device, batches = per_epoch,
+        first_epoch = first, "training"
+    );
+    let bar = progress(((cfg.epochs + 1).saturating_sub(first) * per_epoch) as u64);
     for epoch in first..=cfg.epochs {
         let start = Instant::now();
-        device.seed(epoch_seed(cfg.seed, epoch));
-        let mut loss_sum = 0.0;
-        let batches = sampler.epoch(epoch);
+        ctx.device.seed(epoch_seed(cfg.seed, epoch));
         bar.set_prefix(format!("epoch {epoch}/{}", cfg.epochs));
-        for (step, batch) in batches.iter().enumerate() {
-            let local = LocalBatch::new(batch);
-            let (items, seq, pos, neg) = local.tensors(device);
-            let rows = features_ad
-                .as_ref()
-                .map(|f| f.clone().select(0, items.clone()));
-            let table = model.table_rows(rows, items);
-            let loss = bce_loss(&model.sasrec, table, seq, pos, neg);
-            loss_sum += loss.clone().into_scalar::<f32>() as f64;
-            let grads = GradientsParams::from_grads(loss.backward(), &*model);
-            *model = optim.step(cfg.lr, model.clone(), grads);
-            bar.set_message(format!("{:.4}", loss_sum / (step + 1) as f64));
-            bar.inc(1);
-        }
+        let plan: Vec<(usize, Batch)> = match groups {
+            Some(_) => group_plan(group_samplers, cfg.seed, epoch),
+            None => sampler.epoch(epoch).into_iter().map(|b| (0, b)).collect(),
+        };
+        let loss = ctx.epoch(parts, &plan, &bar)?;
         let train_seconds = start.elapsed().as_secs_f64();
-        let inference = model.valid();
-        let (valid, test, table) = evaluate_recommender(&inference, features.clone(), split);
+        let (valid, test, per_group, tables) = ctx.evaluate(parts, groups)?;
         let eval_seconds = start.elapsed().as_secs_f64() - train_seconds;
         let rec = EpochRecord {
             epoch,
-            loss: loss_sum / batches.len().max(1) as f64,
+            loss,
             valid,
             test,
             train_seconds,
@@ -488,15 +947,25 @@ fn epochs(
         let improved = record.best_epoch == 0
             || valid.ndcg20 > record.epochs[record.best_epoch - 1].valid.ndcg20;
         if improved {
-            store::save_best(out_dir, &inference, table.to_device(inner))?;
+            let inference = parts.rec.valid();
+            store::save_best(out_dir, &inference, &tables)?;
         }
-        store::save_checkpoint(out_dir, epoch, &*model, optim)?;
+        store::save_checkpoint(
+            out_dir,
+            epoch,
+            &Trainable {
+                rec: parts.rec.clone(),
+                peft: parts.peft.clone(),
+            },
+            (&parts.optim_rec, &parts.optim_peft),
+        )?;
         // the epoch counts as done once the registry says so; files above are ahead of it
         registry.record_epoch(run, &rec)?;
         record.epochs.push(rec);
         if improved {
             record.best_epoch = epoch;
             record.test = test;
+            record.best_groups = per_group;
             registry.set_best(run, epoch, &test)?;
             for (kind, file) in [
                 ("model", store::MODEL_FILE),

@@ -11,11 +11,15 @@ use perpeft::backbone::bert::{self, Bert};
 use perpeft::backbone::clip::{self, Clip, ClipConfig};
 use perpeft::backbone::efficientnet::EfficientNet;
 use perpeft::backbone::preprocess::{CLIP, EFFICIENTNET, ImagePrep};
-use perpeft::backbone::site::{Adaptable, LowRank, Site, SiteKind};
+use perpeft::backbone::site::{SiteId, SiteKind, attach};
 use perpeft::backbone::weights::WeightFile;
 use perpeft::backbone::{Backbone, BackboneSpec};
 
 const TOL: f32 = 1e-4;
+
+fn q_or_v(id: SiteId) -> bool {
+    matches!(id.kind, SiteKind::Query | SiteKind::Value)
+}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backbones")
@@ -294,19 +298,7 @@ fn full_clip_vit_b32_has_the_published_parameter_count() {
     // the paper's LoRA: r = 4 on q and v of all 24 layers of both towers = 245,760 parameters,
     // and 8 of them are the abstract's "1.3%" of the backbone
     let frozen = model.num_params();
-    let mut sites = 0;
-    let adapted = model.map_sites(&mut |id, site: Site| {
-        if matches!(id.kind, SiteKind::Query | SiteKind::Value) {
-            sites += 1;
-            let [d_in, d_out] = site.dims();
-            Site {
-                low_rank: Some(LowRank::new(d_in, d_out, 4, 8.0, 0.1, &device)),
-                ..site
-            }
-        } else {
-            site
-        }
-    });
+    let (adapted, sites) = attach(model, q_or_v, |s| s.with_low_rank(4, 8.0, 0.1, &device));
     assert_eq!(sites, 48);
     let per_adapter = adapted.num_params() - frozen;
     assert_eq!(per_adapter, 245_760);
@@ -323,19 +315,7 @@ fn adapters_attach_through_sites_and_start_at_the_pretrained_map() {
     let pixels = reference_pixels(&CLIP, "clip_ref224_", &device);
     let before = values(model.vision.embed(pixels.clone()));
     let frozen = model.num_params();
-    let mut attached = 0;
-    let adapted = model.map_sites(&mut |id, site: Site| {
-        if matches!(id.kind, SiteKind::Query | SiteKind::Value) {
-            attached += 1;
-            let [d_in, d_out] = site.dims();
-            Site {
-                low_rank: Some(LowRank::new(d_in, d_out, 4, 8.0, 0.0, &device)),
-                ..site
-            }
-        } else {
-            site
-        }
-    });
+    let (adapted, attached) = attach(model, q_or_v, |s| s.with_low_rank(4, 8.0, 0.0, &device));
     assert_eq!(attached, 8, "q and v of 2 text + 2 vision layers");
     // text width 32 and vision width 48: 2·2·(4·32·2) + 2·2·(4·48·2)
     assert_eq!(adapted.num_params() - frozen, 4 * 256 + 4 * 384);
@@ -347,23 +327,22 @@ fn adapters_attach_through_sites_and_start_at_the_pretrained_map() {
 
     // gradients reach the adapter and only the adapter (attached on the autodiff device)
     let ad = device.clone().autodiff();
-    let adapted = Clip::load(&dir, &ad)
-        .unwrap()
-        .map_sites(&mut |id, site: Site| {
-            if id.kind == SiteKind::Query {
-                let [d_in, d_out] = site.dims();
-                Site {
-                    low_rank: Some(LowRank::new(d_in, d_out, 4, 8.0, 0.1, &ad)),
-                    ..site
-                }
-            } else {
-                site
-            }
-        });
+    let (adapted, _) = attach(
+        Clip::load(&dir, &ad).unwrap(),
+        |id| id.kind == SiteKind::Query,
+        |s| s.with_low_rank(4, 8.0, 0.1, &ad),
+    );
     let out = adapted.vision.embed(pixels.to_device(&ad));
     let grads = out.sum().backward();
     let layer = &adapted.vision.layers[0];
-    let lr = layer.attention.query.low_rank.as_ref().unwrap();
+    let lr = layer
+        .attention
+        .query
+        .adapter()
+        .unwrap()
+        .low_rank
+        .as_ref()
+        .unwrap();
     assert!(lr.b.val().grad(&grads).is_some(), "LoRA B gets a gradient");
     assert!(
         layer

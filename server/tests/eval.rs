@@ -70,6 +70,7 @@ fn batched_ranks_equal_brute_force() {
 /// A saved run re-evaluates to exactly the metrics its record holds (reproducible from disk).
 #[test]
 fn a_saved_run_reproduces_its_recorded_metrics() {
+    let _lock = common::training_lock();
     use perpeft::device::DeviceChoice;
     use perpeft::eval::{Phase, evaluate};
     use perpeft::train::{Start, TrainConfig, train};
@@ -91,11 +92,12 @@ fn a_saved_run_reproduces_its_recorded_metrics() {
         Start::New,
     )
     .unwrap();
-    let (model, table, loaded) = perpeft::store::load(&dir, &resolved.device).unwrap();
+    let (model, tables, loaded) = perpeft::store::load(&dir, &resolved.device).unwrap();
+    let table = &tables[0];
     assert_eq!(loaded.best_epoch, record.best_epoch);
     let split = perpeft::data::Split::leave_one_out(&dataset.sequences);
-    let valid = evaluate(&model, &table, &split, Phase::Valid);
-    let test = evaluate(&model, &table, &split, Phase::Test);
+    let valid = evaluate(&model, table, &split, Phase::Valid);
+    let test = evaluate(&model, table, &split, Phase::Test);
     assert_eq!(test, record.test);
     assert_eq!(valid, record.epochs[record.best_epoch - 1].valid);
     std::fs::remove_dir_all(&root).unwrap();
@@ -105,6 +107,7 @@ fn a_saved_run_reproduces_its_recorded_metrics() {
 /// and names the user, instead of looping or panicking.
 #[test]
 fn training_refuses_a_user_without_possible_negatives() {
+    let _lock = common::training_lock();
     use perpeft::device::DeviceChoice;
     use perpeft::train::{Start, TrainConfig, train};
     // "greedy" trains on items 1..=4 (its last two go to validation and test)

@@ -49,16 +49,6 @@ fn tensors(path: &Path) -> std::collections::BTreeMap<String, (Vec<usize>, Vec<u
         .collect()
 }
 
-/// Epoch records without their wall-clock timings.
-fn metrics(
-    epochs: &[store::EpochRecord],
-) -> Vec<(usize, f64, shared::api::Metrics, shared::api::Metrics)> {
-    epochs
-        .iter()
-        .map(|e| (e.epoch, e.loss, e.valid, e.test))
-        .collect()
-}
-
 fn completed_epochs(root: &Path, name: &str) -> usize {
     let Ok(registry) = Registry::open(root) else {
         return 0;
@@ -145,6 +135,7 @@ fn a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one() {
 /// A frozen run over the small CLIP fixture (text only: the synthetic items have no images).
 #[test]
 fn frozen_features_are_cached_and_a_frozen_run_resumes_exactly() {
+    let _lock = common::training_lock();
     let root = scratch("frozen");
     let dataset = common::synthetic_dataset(120, 60, 3);
     let resolved = DeviceChoice::Flex.resolve().unwrap();
@@ -196,29 +187,7 @@ fn frozen_features_are_cached_and_a_frozen_run_resumes_exactly() {
         );
     }
 
-    let two = TrainConfig {
-        epochs: 2,
-        ..cfg.clone()
-    };
-    train(
-        &dataset,
-        &model_cfg,
-        &two,
-        &resolved,
-        &root.join("b"),
-        Start::New,
-    )
-    .unwrap();
-    let resumed = train(
-        &dataset,
-        &model_cfg,
-        &cfg,
-        &resolved,
-        &root.join("b"),
-        Start::Resume,
-    )
-    .unwrap();
-    assert_eq!(metrics(&resumed.epochs), metrics(&straight.epochs));
+    common::assert_resume_matches(&dataset, &model_cfg, &cfg, &root.join("b"), &straight);
     assert_eq!(
         std::fs::read_dir(root.join("cache/features"))
             .unwrap()
@@ -258,10 +227,10 @@ fn the_batch_local_table_gives_the_full_table_loss() {
         burn::tensor::Distribution::Normal(0.0, 1.0),
         &device,
     );
-    let model = Recommender {
-        sasrec: SasRecConfig::new(50).with_dropout(0.0).init(&device),
-        projector: Some(Projector::new(12, 32, &device)),
-    };
+    let model = Recommender::new(
+        SasRecConfig::new(50).with_dropout(0.0).init(&device),
+        Some(Projector::new(12, 32, &device)),
+    );
     let (seq, pos, neg) = batch_tensors(batch, &device);
     let full = bce_loss(
         &model.sasrec,

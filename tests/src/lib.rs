@@ -96,9 +96,10 @@ pub fn server(dist: PathBuf) -> &'static TestServer {
             Start::Overwrite,
         )
         .expect("training the test model");
-        let (model, table, record) =
+        let (model, mut tables, record) =
             store::load(&run_dir, &resolved.device).expect("loading the test model");
-        let engine = Engine::new(dataset, &model, table, record.clone()).expect("engine");
+        let engine =
+            Engine::new(dataset, &model, tables.remove(0), record.clone()).expect("engine");
         let app = router(AppState::new(engine), &dist);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

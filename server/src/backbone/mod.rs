@@ -72,6 +72,8 @@ pub enum TextTower {
 
 /// The image tower of a backbone.
 #[derive(Module, Debug)]
+// one value per model, never in bulk: boxing buys nothing
+#[allow(clippy::large_enum_variant)]
 pub enum ImageTower {
     EfficientNet(EfficientNet),
     Clip(ClipVision),

@@ -87,11 +87,9 @@ impl LowRank {
     }
 }
 
-/// One adaptable linear map.
+/// What one adapter attaches to one site: a LoRA update and/or (IA)3 scalings.
 #[derive(Module, Debug)]
-pub struct Site {
-    /// The pretrained map (frozen: its parameters do not require gradients).
-    pub base: Linear,
+pub struct SiteAdapter {
     /// LoRA update added to the output.
     pub low_rank: Option<LowRank>,
     /// (IA)3 scaling of the input (`[d_in]`; used on MLP first linears).
@@ -100,14 +98,37 @@ pub struct Site {
     pub scale_out: Option<Param<Tensor<1>>>,
 }
 
+impl SiteAdapter {
+    fn empty() -> Self {
+        Self {
+            low_rank: None,
+            scale_in: None,
+            scale_out: None,
+        }
+    }
+}
+
+/// One adaptable linear map: the frozen pretrained weight plus a bank of adapters, of which
+/// one (`active`) is applied. A bank of K holds one adapter per user group over one backbone;
+/// only the active adapter takes part in a forward pass, so only it gets gradients (and weight
+/// decay) in a step.
+#[derive(Module, Debug)]
+pub struct Site {
+    /// The pretrained map (frozen: its parameters do not require gradients).
+    pub base: Linear,
+    /// The adapters (empty: the pretrained map alone).
+    pub adapters: Vec<SiteAdapter>,
+    /// Index of the adapter in use.
+    pub active: usize,
+}
+
 impl Site {
     /// A site with no adapter.
     pub fn new(base: Linear) -> Self {
         Self {
             base,
-            low_rank: None,
-            scale_in: None,
-            scale_out: None,
+            adapters: Vec::new(),
+            active: 0,
         }
     }
 
@@ -116,31 +137,72 @@ impl Site {
         self.base.weight.val().dims()
     }
 
-    /// Whether anything is attached.
-    pub fn is_adapted(&self) -> bool {
-        self.low_rank.is_some() || self.scale_in.is_some() || self.scale_out.is_some()
+    /// The adapter in use, if any.
+    pub fn adapter(&self) -> Option<&SiteAdapter> {
+        self.adapters.get(self.active)
     }
 
-    /// This site with a fresh LoRA update of rank `r` ([`LowRank::new`]).
+    fn edit_first(mut self, f: impl FnOnce(&mut SiteAdapter)) -> Self {
+        if self.adapters.is_empty() {
+            self.adapters.push(SiteAdapter::empty());
+        }
+        f(&mut self.adapters[0]);
+        self
+    }
+
+    /// This site with a fresh LoRA update of rank `r` ([`LowRank::new`]) in its first adapter.
     pub fn with_low_rank(self, r: usize, alpha: f64, dropout: f64, device: &Device) -> Self {
         let [d_in, d_out] = self.dims();
-        Self {
-            low_rank: Some(LowRank::new(d_in, d_out, r, alpha, dropout, device)),
-            ..self
+        self.edit_first(|a| a.low_rank = Some(LowRank::new(d_in, d_out, r, alpha, dropout, device)))
+    }
+
+    /// This site with an (IA)3 input scaling (initialised to ones) in its first adapter.
+    pub fn with_scale_in(self, device: &Device) -> Self {
+        let [d_in, _] = self.dims();
+        self.edit_first(|a| a.scale_in = Some(Param::from_tensor(Tensor::ones([d_in], device))))
+    }
+
+    /// This site with an (IA)3 output scaling (initialised to ones) in its first adapter.
+    pub fn with_scale_out(self, device: &Device) -> Self {
+        let [_, d_out] = self.dims();
+        self.edit_first(|a| a.scale_out = Some(Param::from_tensor(Tensor::ones([d_out], device))))
+    }
+
+    /// The bank grown to `k` adapters, each an independent copy of adapter 0 (warm start).
+    pub fn replicate(mut self, k: usize) -> Self {
+        if let Some(first) = self.adapters.first() {
+            let copies: Vec<SiteAdapter> = (1..k).map(|_| crate::params::fork(first)).collect();
+            self.adapters.truncate(1);
+            self.adapters.extend(copies);
         }
+        self
+    }
+
+    /// Makes adapter `g` the one in use.
+    pub fn select(mut self, g: usize) -> Self {
+        assert!(
+            self.adapters.is_empty() || g < self.adapters.len(),
+            "adapter {g} of {}",
+            self.adapters.len()
+        );
+        self.active = g;
+        self
     }
 
     /// Applies the site to `[..., d_in]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let x = match &self.scale_in {
+        let Some(ad) = self.adapter() else {
+            return self.base.forward(x);
+        };
+        let x = match &ad.scale_in {
             Some(s) => x * s.val().unsqueeze(),
             None => x,
         };
-        let mut y = match &self.low_rank {
+        let mut y = match &ad.low_rank {
             Some(lr) => self.base.forward(x.clone()) + lr.forward(x),
             None => self.base.forward(x),
         };
-        if let Some(s) = &self.scale_out {
+        if let Some(s) = &ad.scale_out {
             y = y * s.val().unsqueeze();
         }
         y
@@ -155,17 +217,20 @@ impl Site {
         };
         let channels = |v: Tensor<1>, n: usize| v.reshape([1, n, 1, 1]);
         let opts = || ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
-        let x = match &self.scale_in {
+        let bias = self.base.bias.as_ref().map(|b| b.val());
+        let Some(ad) = self.adapter() else {
+            return conv2d(x, as_kernel(self.base.weight.val()), bias, opts());
+        };
+        let x = match &ad.scale_in {
             Some(s) => x * channels(s.val(), d_in),
             None => x,
         };
-        let bias = self.base.bias.as_ref().map(|b| b.val());
         let mut y = conv2d(x.clone(), as_kernel(self.base.weight.val()), bias, opts());
-        if let Some(lr) = &self.low_rank {
+        if let Some(lr) = &ad.low_rank {
             let h = conv2d(lr.dropout.forward(x), as_kernel(lr.a.val()), None, opts());
             y = y + conv2d(h, as_kernel(lr.b.val()), None, opts()).mul_scalar(lr.scaling);
         }
-        if let Some(s) = &self.scale_out {
+        if let Some(s) = &ad.scale_out {
             y = y * channels(s.val(), d_out);
         }
         y

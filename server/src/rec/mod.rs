@@ -19,20 +19,54 @@ pub use sasrec::{SasRec, SasRecConfig};
 /// `weight_scalar`).
 pub const MM_WEIGHT: f64 = 0.5;
 
-/// SASRec plus, for multimodal methods, the projector of item features.
+/// SASRec plus, for multimodal methods, a bank of projectors of item features (one for the
+/// frozen and global methods, one per user group for PerPEFT), of which `active` is used.
 #[derive(Module, Debug)]
 pub struct Recommender {
     pub sasrec: SasRec,
-    pub projector: Option<Projector>,
+    pub projectors: Vec<Projector>,
+    pub active: usize,
 }
 
 impl Recommender {
+    /// A recommender with at most one projector.
+    pub fn new(sasrec: SasRec, projector: Option<Projector>) -> Self {
+        Self {
+            sasrec,
+            projectors: projector.into_iter().collect(),
+            active: 0,
+        }
+    }
+
+    /// The projector bank grown to `k` independent copies of projector 0 (warm start).
+    pub fn replicate(mut self, k: usize) -> Self {
+        if let Some(first) = self.projectors.first().cloned() {
+            self.projectors = (0..k)
+                .map(|i| {
+                    if i == 0 {
+                        first.clone()
+                    } else {
+                        crate::params::fork(&first)
+                    }
+                })
+                .collect();
+        }
+        self
+    }
+
+    /// Makes projector `g` the one in use.
+    pub fn select(mut self, g: usize) -> Self {
+        assert!(self.projectors.is_empty() || g < self.projectors.len());
+        self.active = g;
+        self
+    }
+
     /// Item-table rows for item ids `ids` (0 allowed): `MM_WEIGHT · proj(features) + E_id[ids]`
     /// where `features` holds those items' raw features in the same order (row for id 0 = the
     /// zero vector), or `E_id[ids]` for an ID-only model.
     pub fn table_rows(&self, features: Option<Tensor<2>>, ids: Tensor<1, Int>) -> Tensor<2> {
         let id = sasrec::zero_row0(self.sasrec.item_emb.val()).select(0, ids);
-        match (&self.projector, features) {
+        match (self.projectors.get(self.active), features) {
             (Some(p), Some(f)) => id + p.forward(f).mul_scalar(MM_WEIGHT),
             (None, None) => id,
             (Some(_), None) => panic!("a multimodal recommender needs item features"),

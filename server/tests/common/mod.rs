@@ -54,3 +54,47 @@ pub fn synthetic_dataset(users: usize, n_items: u32, seed: u64) -> Dataset {
     let ids = (0..users).map(|u| format!("u{u}")).collect();
     dataset("synthetic", ids, sequences, n_items)
 }
+
+/// Serialises tests that train: burn's flex RNG is one per process, so two trainings on
+/// concurrent test threads would interleave their random draws (dropout, initialisation) and
+/// neither would be reproducible.
+#[allow(dead_code)]
+pub fn training_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Epoch records without their wall-clock timings.
+#[allow(dead_code)]
+pub fn epoch_metrics(
+    epochs: &[perpeft::store::EpochRecord],
+) -> Vec<(usize, f64, shared::api::Metrics, shared::api::Metrics)> {
+    epochs
+        .iter()
+        .map(|e| (e.epoch, e.loss, e.valid, e.test))
+        .collect()
+}
+
+/// Trains `cfg` for one epoch less into `dir`, resumes it to `cfg.epochs`, and checks it ends
+/// exactly where `straight` (the same configuration, uninterrupted) ended.
+#[allow(dead_code)]
+pub fn assert_resume_matches(
+    dataset: &Dataset,
+    model_cfg: &perpeft::rec::SasRecConfig,
+    cfg: &perpeft::train::TrainConfig,
+    dir: &std::path::Path,
+    straight: &perpeft::store::RunRecord,
+) {
+    use perpeft::train::{Start, TrainConfig, train};
+    let resolved = perpeft::device::DeviceChoice::Flex.resolve().unwrap();
+    let shorter = TrainConfig {
+        epochs: cfg.epochs - 1,
+        ..cfg.clone()
+    };
+    train(dataset, model_cfg, &shorter, &resolved, dir, Start::New).unwrap();
+    let resumed = train(dataset, model_cfg, cfg, &resolved, dir, Start::Resume).unwrap();
+    assert_eq!(
+        epoch_metrics(&resumed.epochs),
+        epoch_metrics(&straight.epochs)
+    );
+}

@@ -1,0 +1,278 @@
+//! PerPEFT end to end on a synthetic dataset with the small CLIP fixture as backbone (fast):
+//! every adapter type through all three stages, groups and per-group tables saved and
+//! re-evaluated from disk, resume inside the per-group stage, new-user assignment, the
+//! ablation flags, and the adapter bank's isolation of groups.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use perpeft::backbone::clip::{Clip, ClipConfig};
+use perpeft::backbone::site::Adaptable;
+use perpeft::backbone::weights::WeightFile;
+use perpeft::backbone::{Encoder, ImageTower, TextTower};
+use perpeft::device::DeviceChoice;
+use perpeft::eval::{Phase, evaluate_grouped};
+use perpeft::peft::{self, Peft, PeftConfig, PeftKind};
+use perpeft::rec::SasRecConfig;
+use perpeft::store;
+use perpeft::train::{BackboneChoice, Method, Start, TrainConfig, assign_new_user, train};
+
+fn clip_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backbones/clip-small")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("perpeft-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn config(kind: PeftKind, root: &Path) -> TrainConfig {
+    TrainConfig {
+        method: Method::Perpeft,
+        backbone: BackboneChoice::Clip,
+        clip_dir: Some(clip_dir()),
+        cache_dir: root.join("cache"),
+        peft: PeftConfig {
+            kind,
+            ..PeftConfig::default()
+        },
+        groups: 3,
+        global_epochs: 1,
+        epochs: 2,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn every_adapter_trains_through_all_three_stages_and_reevaluates_from_disk() {
+    let _lock = common::training_lock();
+    let root = scratch("perpeft-stages");
+    let dataset = common::synthetic_dataset(90, 40, 5);
+    let resolved = DeviceChoice::Flex.resolve().unwrap();
+    let model_cfg = SasRecConfig::new(40);
+    for kind in [PeftKind::Iisan, PeftKind::Lora, PeftKind::Ia3] {
+        let dir = root.join(kind.name());
+        let cfg = config(kind, &root);
+        let record = train(&dataset, &model_cfg, &cfg, &resolved, &dir, Start::New).unwrap();
+        assert_eq!(record.method, format!("perpeft-{}", kind.name()));
+        assert_eq!(record.epochs.len(), 2);
+        let sizes = record.groups.clone().expect("group sizes recorded");
+        assert_eq!((sizes.len(), sizes.iter().sum::<usize>()), (3, 90));
+        assert_eq!(
+            record.best_groups.len(),
+            3,
+            "per-group metrics at the best epoch"
+        );
+        assert!(record.adapter_params.unwrap() > 0);
+        assert_eq!(record.stages.len(), 2, "global and grouping timed");
+
+        // groups and one item table per group are on disk and re-evaluate to the record
+        let groups = store::read_groups(&dir).unwrap();
+        let (sasrec, tables, _) = store::load(&dir, &resolved.device).unwrap();
+        assert_eq!(tables.len(), 3);
+        let split = perpeft::data::Split::leave_one_out(&dataset.sequences);
+        let (test, per_group) =
+            evaluate_grouped(&sasrec, &tables, &groups.assignment, &split, Phase::Test);
+        assert_eq!(test, record.test, "{kind:?}");
+        for (g, (_, t)) in record.best_groups.iter().enumerate() {
+            assert_eq!(per_group[g], *t);
+        }
+        // group tables differ: the adapters and projectors were trained apart
+        let a: Vec<f32> = tables[0].clone().into_data().iter::<f32>().collect();
+        let b: Vec<f32> = tables[1].clone().into_data().iter::<f32>().collect();
+        assert!(a.iter().zip(&b).any(|(x, y)| (x - y).abs() > 1e-6));
+
+        // a new user is assigned to a group through the saved global model
+        let g = assign_new_user(&dir, &[3, 7, 11, 2], &resolved.device).unwrap();
+        assert!(g < 3);
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn a_perpeft_run_resumes_inside_the_per_group_stage() {
+    let _lock = common::training_lock();
+    let root = scratch("perpeft-resume");
+    let dataset = common::synthetic_dataset(80, 40, 9);
+    let resolved = DeviceChoice::Flex.resolve().unwrap();
+    let model_cfg = SasRecConfig::new(40);
+    let cfg = TrainConfig {
+        epochs: 3,
+        ..config(PeftKind::Iisan, &root)
+    };
+    let straight = train(
+        &dataset,
+        &model_cfg,
+        &cfg,
+        &resolved,
+        &root.join("a"),
+        Start::New,
+    )
+    .unwrap();
+    common::assert_resume_matches(&dataset, &model_cfg, &cfg, &root.join("b"), &straight);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn ablation_flags_change_what_they_name() {
+    let _lock = common::training_lock();
+    let root = scratch("perpeft-ablations");
+    let dataset = common::synthetic_dataset(80, 40, 2);
+    let resolved = DeviceChoice::Flex.resolve().unwrap();
+    let model_cfg = SasRecConfig::new(40);
+    let base = config(PeftKind::Iisan, &root);
+    let kmeans = train(
+        &dataset,
+        &model_cfg,
+        &base,
+        &resolved,
+        &root.join("k"),
+        Start::New,
+    )
+    .unwrap();
+    let random = TrainConfig {
+        random_groups: true,
+        ..base.clone()
+    };
+    let r = train(
+        &dataset,
+        &model_cfg,
+        &random,
+        &resolved,
+        &root.join("r"),
+        Start::New,
+    )
+    .unwrap();
+    assert_eq!(r.method, "perpeft-iisan+random-groups");
+    assert_eq!(store::read_groups(&root.join("r")).unwrap().how, "random");
+    assert_ne!(
+        common::epoch_metrics(&r.epochs),
+        common::epoch_metrics(&kmeans.epochs)
+    );
+    let uniform = TrainConfig {
+        uniform_negatives: true,
+        ..base.clone()
+    };
+    let u = train(
+        &dataset,
+        &model_cfg,
+        &uniform,
+        &resolved,
+        &root.join("u"),
+        Start::New,
+    )
+    .unwrap();
+    assert_eq!(u.method, "perpeft-iisan+uniform-negatives");
+    assert_ne!(
+        common::epoch_metrics(&u.epochs),
+        common::epoch_metrics(&kmeans.epochs),
+        "negatives drawn from elsewhere"
+    );
+    // large global PEFT: one LoRA of rank K·r, and only as global-peft
+    let large = TrainConfig {
+        method: Method::GlobalPeft,
+        large_global: true,
+        peft: PeftConfig::default(),
+        ..base.clone()
+    };
+    let l = train(
+        &dataset,
+        &model_cfg,
+        &large,
+        &resolved,
+        &root.join("l"),
+        Start::New,
+    )
+    .unwrap();
+    let small = TrainConfig {
+        large_global: false,
+        ..large.clone()
+    };
+    let s = train(
+        &dataset,
+        &model_cfg,
+        &small,
+        &resolved,
+        &root.join("s"),
+        Start::New,
+    )
+    .unwrap();
+    assert_eq!(l.adapter_params.unwrap(), 3 * s.adapter_params.unwrap());
+    let bad = TrainConfig {
+        large_global: true,
+        ..base
+    };
+    assert!(
+        train(
+            &dataset,
+            &model_cfg,
+            &bad,
+            &resolved,
+            &root.join("x"),
+            Start::New
+        )
+        .is_err()
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn adapter_counts_on_full_clip_match_the_paper() {
+    let device = Device::flex();
+    let clip = Clip::from_weights(
+        &mut WeightFile::synthetic(1),
+        &ClipConfig::default(),
+        &device,
+    )
+    .unwrap();
+    let encoder = Encoder {
+        text: TextTower::Clip(clip.text),
+        image: Some(ImageTower::Clip(clip.vision)),
+    };
+    let count = |kind| {
+        let cfg = PeftConfig {
+            kind,
+            ..PeftConfig::default()
+        };
+        Peft::Encoder(peft::attach(encoder.clone(), &cfg, &device)).adapter_params()
+    };
+    assert_eq!(count(PeftKind::Lora), 245_760, "method doc §3.2");
+    assert_eq!(count(PeftKind::Ia3), 46_080, "method doc §3.3");
+}
+
+#[test]
+fn only_the_active_adapter_of_a_bank_learns() {
+    let ad = Device::flex().autodiff();
+    let clip = Clip::load(&clip_dir(), &ad).unwrap();
+    let encoder = Encoder {
+        text: TextTower::Clip(clip.text),
+        image: None,
+    };
+    let cfg = PeftConfig::default();
+    let bank = Peft::Encoder(peft::attach(encoder, &cfg, &ad)).replicate(3);
+    let Peft::Encoder(e) = bank.select(1) else {
+        unreachable!()
+    };
+    let ids =
+        Tensor::<2, Int>::from_data(TensorData::new(vec![1512i64, 40, 41, 1513], [1, 4]), &ad);
+    let mask = Tensor::<2>::ones([1, 4], &ad);
+    let grads = e.text.embed(ids, mask).sum().backward();
+    let TextTower::Clip(t) = &e.text else {
+        unreachable!()
+    };
+    let site = &t.layers[0].attention.query;
+    assert_eq!(site.adapters.len(), 3);
+    let has_grad = |g: usize| {
+        let lr = site.adapters[g].low_rank.as_ref().unwrap();
+        lr.a.val().grad(&grads).is_some()
+    };
+    assert!(has_grad(1), "the active adapter learns");
+    assert!(
+        !has_grad(0) && !has_grad(2),
+        "inactive adapters get nothing"
+    );
+    let _ = e.site_ids();
+}
