@@ -1,5 +1,6 @@
 //! PerPEFT Studio server library. Dependencies point one way:
-//! `api → engine/train → eval/rec → data`, with `device` and `store` beside them.
+//! `api → engine/train → eval/rec/peft/cluster/backbone → data`, with `device`, `store` and
+//! `params` beside them.
 //! See ARCHITECTURE.md at the repository root for the map.
 
 pub mod api;

@@ -188,6 +188,11 @@ fn frozen_features_are_cached_and_a_frozen_run_resumes_exactly() {
     }
 
     common::assert_resume_matches(&dataset, &model_cfg, &cfg, &root.join("b"), &straight);
+    // the registry's best run on the dataset (what `serve --best-of` serves): a and b tie,
+    // the older wins
+    let (best, dir) = registry.best_run("synthetic").unwrap().unwrap();
+    assert_eq!((best.as_str(), dir), ("a", root.join("a")));
+    assert!(registry.best_run("ml-100k").unwrap().is_none());
     assert_eq!(
         std::fs::read_dir(root.join("cache/features"))
             .unwrap()
