@@ -139,10 +139,13 @@ fn ranks_of(model: &SasRec, table: &Tensor<2>, cases: &[Case]) -> Vec<usize> {
             .matmul(table.clone().transpose())
             .mask_fill(excluded, f32::NEG_INFINITY);
         let target_scores = scores.clone().gather(1, targets);
+        // a NaN target score would beat nothing and rank first: count it as ranked last
+        let broken = target_scores.clone().is_nan();
         let rank = scores
             .greater(target_scores.expand([b, rows]))
             .int()
-            .sum_dim(1);
+            .sum_dim(1)
+            .mask_fill(broken, rows as i64);
         out.extend(rank.into_data().iter::<i64>().map(|r| r as usize));
     }
     out

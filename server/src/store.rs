@@ -374,9 +374,12 @@ pub fn load_global(
     let mut model = record.model.init(device);
     let path = global_dir.join(MODEL_FILE);
     let mut store = SafetensorsStore::from_file(&path);
-    model
+    let result = model
         .load_from(&mut store)
         .map_err(|e| anyhow!("loading {}: {e:?}", path.display()))?;
+    if !result.missing.is_empty() {
+        bail!("{} lacks tensors {:?}", path.display(), result.missing);
+    }
     let tables = load_tables(&global_dir.join(TABLE_FILE), device)?;
     Ok((model, tables, record))
 }
@@ -644,6 +647,15 @@ impl Registry {
                 test.ndcg30,
                 test.users as i64
             ],
+        )?;
+        Ok(())
+    }
+
+    /// Sets the number of epochs a run is to train (it may grow on resume).
+    pub fn set_epochs(&self, run: i64, epochs: usize) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET epochs = ?2, updated_at = datetime('now') WHERE id = ?1",
+            params![run, epochs as i64],
         )?;
         Ok(())
     }

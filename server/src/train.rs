@@ -425,7 +425,14 @@ impl Ctx<'_> {
             )?;
             let table = parts.rec.table_rows(features, items);
             let loss = bce_loss(&parts.rec.sasrec, table, seq, pos, neg);
-            loss_sum += loss.clone().into_scalar::<f32>() as f64;
+            let value = loss.clone().into_scalar::<f32>() as f64;
+            if !value.is_finite() {
+                bail!(
+                    "the loss became {value} at step {}: training diverged",
+                    step + 1
+                );
+            }
+            loss_sum += value;
             let mut grads = loss.backward();
             let g_rec = GradientsParams::from_module(&mut grads, &parts.rec);
             parts.rec = parts.optim_rec.step(self.cfg.lr, parts.rec.clone(), g_rec);
@@ -627,7 +634,9 @@ pub fn train(
                     let mut backbone = Backbone::load(&spec, with_images, &device)?;
                     let mut pc = cfg.peft.clone();
                     if cfg.large_global {
+                        // K times the parameters at the same LoRA scaling (alpha / r)
                         pc.rank *= cfg.groups;
+                        pc.alpha *= cfg.groups as f64;
                     }
                     device.seed(cfg.seed.wrapping_add(7));
                     let encoder = peft::attach(backbone.encoder.clone(), &pc, &device);
@@ -688,7 +697,22 @@ pub fn train(
                 );
             }
             record.train.epochs = cfg.epochs;
+            registry.set_epochs(run, cfg.epochs)?;
             record.epochs = registry.epochs(run)?;
+            // the registry is the truth for completed epochs: re-derive the selection from it
+            // (run.json may be one epoch behind if the run died between the two writes)
+            let best = record
+                .epochs
+                .iter()
+                .fold(None::<&EpochRecord>, |b, e| match b {
+                    Some(b) if b.valid.ndcg20 >= e.valid.ndcg20 => Some(b),
+                    _ => Some(e),
+                })
+                .map(|e| (e.epoch, e.test));
+            if best.map(|b| b.0) != Some(record.best_epoch) {
+                record.best_groups.clear();
+            }
+            (record.best_epoch, record.test) = best.unwrap_or((0, Metrics::default()));
             if cfg.method == Method::Perpeft && !record.epochs.is_empty() {
                 // the per-group stage is under way: rebuild its banks, then load the checkpoint
                 let g = store::read_groups(out_dir)?;

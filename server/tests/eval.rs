@@ -132,3 +132,15 @@ fn training_refuses_a_user_without_possible_negatives() {
     );
     assert!(!dir.exists(), "nothing is written for refused data");
 }
+
+/// A diverged model (NaN item table) must not score as perfect: every rank is last.
+#[test]
+fn nan_scores_rank_last_instead_of_first() {
+    let device = Device::flex();
+    let split = common::synthetic_split(30, 20, 4);
+    let model = SasRecConfig::new(20).init(&device);
+    let table = model.id_table().mul_scalar(f32::NAN);
+    let r = ranks(&model, &table, &split, Phase::Test);
+    assert!(!r.is_empty());
+    assert!(r.iter().all(|&x| x == 21), "{r:?}");
+}

@@ -206,7 +206,7 @@ pub fn hidden_states(
 ) -> Result<(HiddenStates, PathBuf)> {
     let with_images = features::has_images(dataset);
     let path = cache_dir.join("features").join(format!(
-        "{}-iisan-{}-{}-{}.safetensors",
+        "{}-iisan-v1-{}-{}-{}.safetensors",
         spec.name(),
         if with_images { "image-text" } else { "text" },
         dataset.name,
