@@ -29,6 +29,8 @@ pub const MODEL_FILE: &str = "model.safetensors";
 pub const TABLE_FILE: &str = "item_table.safetensors";
 /// Best recommender (SASRec + projector) inside a run directory.
 pub const RECOMMENDER_FILE: &str = "recommender.bpk";
+/// The best epoch's PEFT parameters (adapters or IISAN modules only, not the frozen backbone).
+pub const ADAPTERS_FILE: &str = "adapters.bpk";
 /// Record file name inside a run directory.
 pub const RECORD_FILE: &str = "run.json";
 /// Registry file name in the runs root.
@@ -235,6 +237,19 @@ pub fn save_best(dir: &Path, model: &Recommender, tables: &[Tensor<2>]) -> Resul
         model
             .clone()
             .save_file(tmp)
+            .map_err(|e| anyhow!("writing {}: {e:?}", tmp.display()))
+    })
+}
+
+/// Saves only the trainable PEFT parameters of `peft` (LoRA/(IA)3 adapters in the sites, or
+/// the IISAN modules) as `dir/adapters.bpk`; load it back with `try_load_record` on a model of
+/// the same configuration, with `allow_partial`.
+pub fn save_adapters<M: Module>(dir: &Path, peft: &M) -> Result<()> {
+    let group = burn::module::ParamGroup::from_any_predicates(vec!["adapters", "modules"]);
+    atomically(&dir.join(ADAPTERS_FILE), |tmp| {
+        peft.clone()
+            .into_record_group(group)
+            .save(tmp)
             .map_err(|e| anyhow!("writing {}: {e:?}", tmp.display()))
     })
 }

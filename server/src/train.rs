@@ -973,6 +973,9 @@ fn epochs(
         if improved {
             let inference = parts.rec.valid();
             store::save_best(out_dir, &inference, &tables)?;
+            if let Some(peft) = &parts.peft {
+                store::save_adapters(out_dir, &peft.valid())?;
+            }
         }
         store::save_checkpoint(
             out_dir,
@@ -995,8 +998,11 @@ fn epochs(
                 ("model", store::MODEL_FILE),
                 ("item_table", store::TABLE_FILE),
                 ("recommender", store::RECOMMENDER_FILE),
+                ("adapters", store::ADAPTERS_FILE),
             ] {
-                registry.record_artifact(run, kind, &out_dir.join(file), Some(epoch))?;
+                if out_dir.join(file).exists() {
+                    registry.record_artifact(run, kind, &out_dir.join(file), Some(epoch))?;
+                }
             }
         }
         registry.record_artifact(

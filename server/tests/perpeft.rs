@@ -85,6 +85,16 @@ fn every_adapter_trains_through_all_three_stages_and_reevaluates_from_disk() {
         let b: Vec<f32> = tables[1].clone().into_data().iter::<f32>().collect();
         assert!(a.iter().zip(&b).any(|(x, y)| (x - y).abs() > 1e-6));
 
+        // the best epoch's PEFT parameters are kept, without the frozen backbone
+        let adapters = std::fs::metadata(dir.join(store::ADAPTERS_FILE))
+            .unwrap()
+            .len();
+        let per_adapter_bytes = 4 * record.adapter_params.unwrap() as u64;
+        assert!(
+            adapters >= 3 * per_adapter_bytes && adapters < 3 * per_adapter_bytes + 200_000,
+            "{kind:?}: {adapters} bytes for 3 adapters of {per_adapter_bytes}"
+        );
+
         // a new user is assigned to a group through the saved global model
         let g = assign_new_user(&dir, &[3, 7, 11, 2], &resolved.device).unwrap();
         assert!(g < 3);
