@@ -15,7 +15,7 @@ use perpeft::peft::PeftKind;
 use perpeft::rec::SasRecConfig;
 use perpeft::rec::sasrec::Mode;
 use perpeft::store;
-use perpeft::train::{BackboneChoice, Method, Start, TrainConfig};
+use perpeft::train::{BackboneChoice, Method, Modality, Start, TrainConfig};
 
 #[derive(Parser)]
 #[command(
@@ -149,6 +149,9 @@ struct TrainArgs {
     /// Ablation: global-peft with one LoRA adapter of rank groups × rank.
     #[arg(long)]
     large_global: bool,
+    /// Ablation: which item-feature halves to use (both, text, image).
+    #[arg(long, value_enum)]
+    modality: Option<Modality>,
     /// SASRec padding treatment: reference (the PerPEFT code) or standard (masked).
     #[arg(long, default_value = "reference")]
     mode: Mode,
@@ -206,6 +209,9 @@ impl TrainArgs {
         cfg.random_groups |= self.random_groups;
         cfg.uniform_negatives |= self.uniform_negatives;
         cfg.large_global |= self.large_global;
+        if let Some(v) = self.modality {
+            cfg.modality = v;
+        }
         Ok(cfg)
     }
 }
@@ -416,6 +422,7 @@ async fn serve_cmd(mut args: ServeArgs) -> anyhow::Result<()> {
             random_groups: false,
             uniform_negatives: false,
             large_global: false,
+            modality: None,
             mode: Mode::Reference,
             out: args.model.clone(),
             resume: false,

@@ -78,6 +78,19 @@ pub enum BackboneChoice {
     Clip,
 }
 
+/// Which halves of the item feature are used (the modality ablations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Modality {
+    /// Image and text (text alone when the dataset has no images).
+    #[default]
+    Both,
+    /// The text half only ("w/o visual modality").
+    Text,
+    /// The image half only ("w/o textual modality"); needs images.
+    Image,
+}
+
 /// Training hyper-parameters. A TOML file with any of these fields can be given with
 /// `--config`; command-line flags override it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -120,6 +133,8 @@ pub struct TrainConfig {
     pub uniform_negatives: bool,
     /// Ablation (`global-peft`): one LoRA adapter of rank `groups · rank` ("Large Global PEFT").
     pub large_global: bool,
+    /// Ablation: which feature halves to use.
+    pub modality: Modality,
 }
 
 impl Default for TrainConfig {
@@ -143,6 +158,7 @@ impl Default for TrainConfig {
             random_groups: false,
             uniform_negatives: false,
             large_global: false,
+            modality: Modality::Both,
         }
     }
 }
@@ -181,6 +197,8 @@ impl TrainConfig {
             (self.random_groups, "random-groups"),
             (self.uniform_negatives, "uniform-negatives"),
             (self.large_global, "large"),
+            (self.modality == Modality::Text, "text-only"),
+            (self.modality == Modality::Image, "image-only"),
         ] {
             if on {
                 label = format!("{label}+{name}");
@@ -304,8 +322,9 @@ enum Source {
     Ids,
     /// A cached frozen table `[N+1, D]` (on the autodiff device and on the inner one).
     Frozen { train: Tensor<2>, eval: Tensor<2> },
-    /// The backbone with LoRA/(IA)3 adapters in the loop (tokenizer and preprocessing here).
-    Encoder(Box<Backbone>),
+    /// The backbone with LoRA/(IA)3 adapters in the loop (tokenizer and preprocessing here);
+    /// `Some(d)` keeps only the first `d` columns (the image half).
+    Encoder(Box<Backbone>, Option<usize>),
     /// IISAN over cached hidden states.
     Iisan {
         train: HiddenStates,
@@ -326,8 +345,9 @@ impl Source {
         Ok(match (self, peft) {
             (Self::Ids, _) => None,
             (Self::Frozen { train, .. }, _) => Some(train.clone().select(0, ids_t)),
-            (Self::Encoder(b), Some(Peft::Encoder(e))) => {
-                Some(features::encode_items(b, e, dataset, ids, device)?)
+            (Self::Encoder(b, keep), Some(Peft::Encoder(e))) => {
+                let f = features::encode_items(b, e, dataset, ids, device)?;
+                Some(keep.map_or(f.clone(), |d| f.narrow(1, 0, d)))
             }
             (Self::Iisan { train, .. }, Some(Peft::Iisan(bank))) => {
                 Some(bank.features(train, ids_t))
@@ -348,11 +368,12 @@ impl Source {
         Ok(match (self, peft) {
             (Self::Ids, _) => None,
             (Self::Frozen { eval, .. }, _) => Some(eval.clone()),
-            (Self::Encoder(b), Some(Peft::Encoder(e))) => {
+            (Self::Encoder(b, keep), Some(Peft::Encoder(e))) => {
                 let ids: Vec<u32> = (0..rows as u32).collect();
                 let mut parts = Vec::new();
                 for chunk in ids.chunks(features::ENCODE_BATCH * 4) {
-                    parts.push(features::encode_items(b, e, dataset, chunk, inner)?);
+                    let f = features::encode_items(b, e, dataset, chunk, inner)?;
+                    parts.push(keep.map_or(f.clone(), |d| f.narrow(1, 0, d)));
                 }
                 Some(Tensor::cat(parts, 0))
             }
@@ -586,14 +607,26 @@ pub fn train(
     let registry = Registry::for_run_dir(out_dir)?;
     let name = run_name(out_dir);
     let spec = cfg.backbone_spec()?;
-    let with_images = features::has_images(dataset);
+    if cfg.modality == Modality::Image && !features::has_images(dataset) {
+        bail!(
+            "--modality image needs a dataset with images; {} has none",
+            dataset.name
+        );
+    }
+    let with_images = features::has_images(dataset) && cfg.modality != Modality::Text;
+    let image_only = cfg.modality == Modality::Image;
     let mut artifacts: Vec<(&str, PathBuf)> = Vec::new();
     let (source, d_features, peft) = match cfg.method {
         Method::IdOnly => (Source::Ids, None, None),
         Method::Frozen => {
             let spec = spec.expect("frozen has a backbone");
-            let (table, path, hit) =
-                features::frozen_table(&spec, dataset, &cfg.cache_dir, &inner)?;
+            let (table, path, hit, image_dim) =
+                features::frozen_table(&spec, dataset, with_images, &cfg.cache_dir, &inner)?;
+            let table = if image_only {
+                table.narrow(1, 0, image_dim)
+            } else {
+                table
+            };
             tracing::info!(path = %path.display(), cached = hit, dims = ?table.dims(), "frozen item features");
             artifacts.push(("features", path));
             let d = table.dims()[1];
@@ -604,6 +637,11 @@ pub fn train(
             let spec = spec.expect("peft has a backbone");
             match cfg.peft.kind {
                 PeftKind::Iisan => {
+                    if image_only {
+                        bail!(
+                            "IISAN has no image-only variant here (its image side needs CLIP hidden states)"
+                        );
+                    }
                     let (states, path) =
                         peft::hidden_states(&spec, dataset, &cfg.cache_dir, &inner)?;
                     artifacts.push(("hidden_states", path));
@@ -640,10 +678,11 @@ pub fn train(
                     }
                     device.seed(cfg.seed.wrapping_add(7));
                     let encoder = peft::attach(backbone.encoder.clone(), &pc, &device);
-                    let d = backbone.feature_dim();
+                    let keep = image_only.then_some(backbone.dims.0);
+                    let d = keep.unwrap_or(backbone.feature_dim());
                     backbone.encoder = encoder.clone();
                     (
-                        Source::Encoder(Box::new(backbone)),
+                        Source::Encoder(Box::new(backbone), keep),
                         Some(d),
                         Some(Peft::Encoder(encoder)),
                     )

@@ -286,3 +286,68 @@ fn only_the_active_adapter_of_a_bank_learns() {
     );
     let _ = e.site_ids();
 }
+
+#[test]
+fn modality_ablations_use_the_named_feature_half() {
+    use perpeft::train::Modality;
+    let _lock = common::training_lock();
+    let root = scratch("modality");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tests/fixtures/amazon");
+    let dataset = perpeft::data::load(perpeft::data::Format::Amazon, &data, "toy").unwrap();
+    let resolved = DeviceChoice::Flex.resolve().unwrap();
+    let model_cfg = SasRecConfig::new(dataset.n_items());
+    let frozen = |modality| TrainConfig {
+        method: Method::Frozen,
+        backbone: BackboneChoice::Clip,
+        clip_dir: Some(clip_dir()),
+        cache_dir: root.join("cache"),
+        epochs: 2,
+        modality,
+        ..TrainConfig::default()
+    };
+    let mut tables = Vec::new();
+    for (m, label) in [
+        (Modality::Both, "frozen"),
+        (Modality::Text, "frozen+text-only"),
+        (Modality::Image, "frozen+image-only"),
+    ] {
+        let dir = root.join(label);
+        let r = train(
+            &dataset,
+            &model_cfg,
+            &frozen(m),
+            &resolved,
+            &dir,
+            Start::New,
+        )
+        .unwrap();
+        assert_eq!(r.method, label);
+        let (_, t, _) = store::load(&dir, &resolved.device).unwrap();
+        tables.push(t[0].clone().into_data().iter::<f32>().collect::<Vec<f32>>());
+    }
+    // the image+text and text-only caches are separate files (keyed by modality)
+    let mut cached: Vec<String> = std::fs::read_dir(root.join("cache/features"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    cached.sort();
+    assert_eq!(cached.len(), 2, "{cached:?}");
+    assert!(cached[0].starts_with("clip-image-text-toy") && cached[1].starts_with("clip-text-toy"));
+    assert!(tables[0] != tables[1] && tables[1] != tables[2] && tables[0] != tables[2]);
+    // a dataset without images has no image half to keep
+    let text_only_data = common::synthetic_dataset(40, 20, 1);
+    let err = train(
+        &text_only_data,
+        &SasRecConfig::new(20),
+        &frozen(Modality::Image),
+        &resolved,
+        &root.join("x"),
+        Start::New,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("needs a dataset with images"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}

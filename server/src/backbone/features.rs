@@ -101,12 +101,13 @@ pub fn item_table(backbone: &Backbone, dataset: &Dataset, device: &Device) -> Re
 }
 
 /// Where the frozen feature table of `spec` on `dataset` is cached under `cache_dir`.
-pub fn cache_path(cache_dir: &Path, spec: &BackboneSpec, dataset: &Dataset) -> PathBuf {
-    let modality = if has_images(dataset) {
-        "image-text"
-    } else {
-        "text"
-    };
+pub fn cache_path(
+    cache_dir: &Path,
+    spec: &BackboneSpec,
+    dataset: &Dataset,
+    with_images: bool,
+) -> PathBuf {
+    let modality = if with_images { "image-text" } else { "text" };
     cache_dir.join("features").join(format!(
         "{}-{}-{}-{}.safetensors",
         spec.name(),
@@ -122,10 +123,11 @@ pub fn cache_path(cache_dir: &Path, spec: &BackboneSpec, dataset: &Dataset) -> P
 pub fn frozen_table(
     spec: &BackboneSpec,
     dataset: &Dataset,
+    with_images: bool,
     cache_dir: &Path,
     device: &Device,
-) -> Result<(Tensor<2>, PathBuf, bool)> {
-    let path = cache_path(cache_dir, spec, dataset);
+) -> Result<(Tensor<2>, PathBuf, bool, usize)> {
+    let path = cache_path(cache_dir, spec, dataset, with_images);
     let rows = dataset.n_items() + 1;
     if path.exists() {
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -147,9 +149,17 @@ pub fn frozen_table(
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
         let table = Tensor::from_data(TensorData::new(values, [rows, shape[1]]), device);
-        return Ok((table, path, true));
+        let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let image_dim = metadata
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("image_dim"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        return Ok((table, path, true, image_dim));
     }
-    let backbone = Backbone::load(spec, has_images(dataset), device)?;
+    let backbone = Backbone::load(spec, with_images, device)?;
     tracing::info!(
         backbone = spec.name(),
         items = rows - 1,
@@ -165,9 +175,10 @@ pub fn frozen_table(
         ("backbone".to_string(), spec.name().to_string()),
         ("dataset".to_string(), dataset.name.clone()),
         ("dataset_checksum".to_string(), dataset.checksum.clone()),
+        ("image_dim".to_string(), backbone.dims.0.to_string()),
     ]);
     let serialized = safetensors::serialize([("features", view)], Some(metadata))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     write_atomic(&path, &serialized)?;
-    Ok((table, path, false))
+    Ok((table, path, false, backbone.dims.0))
 }
