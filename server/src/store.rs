@@ -153,6 +153,15 @@ fn table_name(g: usize) -> String {
 
 /// Saves 2-D tables as `path` (safetensors: `table`, then `group_1`, `group_2`, …).
 pub fn save_tables(path: &Path, tables: &[Tensor<2>]) -> Result<()> {
+    save_tables_with(path, tables, std::collections::HashMap::new())
+}
+
+/// [`save_tables`] with string metadata in the safetensors header.
+pub fn save_tables_with(
+    path: &Path,
+    tables: &[Tensor<2>],
+    metadata: std::collections::HashMap<String, String>,
+) -> Result<()> {
     let data: Vec<(String, Vec<usize>, Vec<u8>)> = tables
         .iter()
         .enumerate()
@@ -175,8 +184,17 @@ pub fn save_tables(path: &Path, tables: &[Tensor<2>]) -> Result<()> {
                 .map_err(|e| anyhow!("{e}"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let serialized = safetensors::serialize(views, None).map_err(|e| anyhow!("{e}"))?;
+    let metadata = (!metadata.is_empty()).then_some(metadata);
+    let serialized = safetensors::serialize(views, metadata).map_err(|e| anyhow!("{e}"))?;
     write_atomic(path, &serialized)
+}
+
+/// The string metadata of a safetensors file's header.
+pub fn read_metadata(path: &Path) -> Result<std::collections::HashMap<String, String>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok(metadata.metadata().clone().unwrap_or_default())
 }
 
 /// Saves one 2-D table (tensor `table`).

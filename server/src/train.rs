@@ -369,13 +369,8 @@ impl Source {
             (Self::Ids, _) => None,
             (Self::Frozen { eval, .. }, _) => Some(eval.clone()),
             (Self::Encoder(b, keep), Some(Peft::Encoder(e))) => {
-                let ids: Vec<u32> = (0..rows as u32).collect();
-                let mut parts = Vec::new();
-                for chunk in ids.chunks(features::ENCODE_BATCH * 4) {
-                    let f = features::encode_items(b, e, dataset, chunk, inner)?;
-                    parts.push(keep.map_or(f.clone(), |d| f.narrow(1, 0, d)));
-                }
-                Some(Tensor::cat(parts, 0))
+                let f = features::item_table(b, e, dataset, inner)?;
+                Some(keep.map_or(f.clone(), |d| f.narrow(1, 0, d)))
             }
             (Self::Iisan { eval, .. }, Some(Peft::Iisan(bank))) => {
                 let ids = Tensor::<1, Int>::arange(0..rows as i64, inner);
@@ -547,31 +542,6 @@ fn group_plan(samplers: &[Sampler<'_>], seed: u64, epoch: usize) -> Vec<(usize, 
     let mut rng = rand::rngs::StdRng::seed_from_u64(epoch_seed(seed ^ 0x9e37, epoch));
     plan.shuffle(&mut rng);
     plan
-}
-
-/// Validation and test metrics of a recommender in inference mode over `features`.
-pub fn evaluate_recommender(
-    model: &Recommender,
-    features: Option<Tensor<2>>,
-    split: &Split,
-) -> (Metrics, Metrics, Tensor<2>) {
-    let table = model.table(features);
-    let zeros = vec![0; split.train.len()];
-    let (valid, _) = evaluate_grouped(
-        &model.sasrec,
-        std::slice::from_ref(&table),
-        &zeros,
-        split,
-        Phase::Valid,
-    );
-    let (test, _) = evaluate_grouped(
-        &model.sasrec,
-        std::slice::from_ref(&table),
-        &zeros,
-        split,
-        Phase::Test,
-    );
-    (valid, test, table)
 }
 
 /// Trains on `dataset` into run directory `out_dir` (registered in the registry of its parent

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{Backbone, BackboneSpec, Encoder};
 use crate::data::Dataset;
-use crate::store::write_atomic;
+use crate::store::{load_table, read_metadata, save_tables_with};
 
 /// Items per encoder call when building a whole table.
 pub const ENCODE_BATCH: usize = 64;
@@ -74,9 +74,14 @@ pub fn encode_items(
     Ok(padded.select(0, index))
 }
 
-/// The whole table `[n_items + 1, D]`, encoded in batches of [`ENCODE_BATCH`] with a progress
-/// bar; row 0 is zero.
-pub fn item_table(backbone: &Backbone, dataset: &Dataset, device: &Device) -> Result<Tensor<2>> {
+/// The whole table `[n_items + 1, D]` through `encoder` (with `backbone`'s tokenizer and
+/// preprocessing), encoded in batches of [`ENCODE_BATCH`] with a progress bar; row 0 is zero.
+pub fn item_table(
+    backbone: &Backbone,
+    encoder: &Encoder,
+    dataset: &Dataset,
+    device: &Device,
+) -> Result<Tensor<2>> {
     let n = dataset.n_items() as u32;
     let bar = ProgressBar::new(n as u64);
     bar.set_style(
@@ -87,13 +92,7 @@ pub fn item_table(backbone: &Backbone, dataset: &Dataset, device: &Device) -> Re
     let mut parts = vec![Tensor::zeros([1, backbone.feature_dim()], device)];
     let ids: Vec<u32> = (1..=n).collect();
     for chunk in ids.chunks(ENCODE_BATCH) {
-        parts.push(encode_items(
-            backbone,
-            &backbone.encoder,
-            dataset,
-            chunk,
-            device,
-        )?);
+        parts.push(encode_items(backbone, encoder, dataset, chunk, device)?);
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
@@ -130,31 +129,17 @@ pub fn frozen_table(
     let path = cache_path(cache_dir, spec, dataset, with_images);
     let rows = dataset.n_items() + 1;
     if path.exists() {
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| anyhow::anyhow!("{}: {e}; delete it to recompute", path.display()))?;
-        let t = st
-            .tensor("features")
-            .map_err(|e| anyhow::anyhow!("{}: {e}; delete it to recompute", path.display()))?;
-        let shape = t.shape().to_vec();
+        let recompute = || format!("{}: delete it to recompute", path.display());
+        let table = load_table(&path, device).with_context(recompute)?;
+        let shape = table.dims();
         anyhow::ensure!(
-            shape.len() == 2 && shape[0] == rows,
+            shape[0] == rows,
             "{}: {shape:?} does not fit {} items; delete it to recompute",
             path.display(),
             rows - 1
         );
-        let values: Vec<f32> = t
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        let table = Tensor::from_data(TensorData::new(values, [rows, shape[1]]), device);
-        let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let image_dim = metadata
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("image_dim"))
+        let image_dim = read_metadata(&path)?
+            .get("image_dim")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         return Ok((table, path, true, image_dim));
@@ -165,20 +150,13 @@ pub fn frozen_table(
         items = rows - 1,
         "encoding the item table once"
     );
-    let table = item_table(&backbone, dataset, device)?;
-    let [_, d] = table.dims();
-    let values: Vec<f32> = table.clone().into_data().iter::<f32>().collect();
-    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![rows, d], &bytes)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let table = item_table(&backbone, &backbone.encoder, dataset, device)?;
     let metadata = std::collections::HashMap::from([
         ("backbone".to_string(), spec.name().to_string()),
         ("dataset".to_string(), dataset.name.clone()),
         ("dataset_checksum".to_string(), dataset.checksum.clone()),
         ("image_dim".to_string(), backbone.dims.0.to_string()),
     ]);
-    let serialized = safetensors::serialize([("features", view)], Some(metadata))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    write_atomic(&path, &serialized)?;
+    save_tables_with(&path, std::slice::from_ref(&table), metadata)?;
     Ok((table, path, false, backbone.dims.0))
 }
