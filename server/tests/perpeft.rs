@@ -23,12 +23,6 @@ fn clip_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backbones/clip-small")
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("perpeft-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 fn config(kind: PeftKind, root: &Path) -> TrainConfig {
     TrainConfig {
         method: Method::Perpeft,
@@ -49,14 +43,14 @@ fn config(kind: PeftKind, root: &Path) -> TrainConfig {
 #[test]
 fn every_adapter_trains_through_all_three_stages_and_reevaluates_from_disk() {
     let _lock = common::training_lock();
-    let root = scratch("perpeft-stages");
+    let root = common::scratch("perpeft-stages");
     let dataset = common::synthetic_dataset(90, 40, 5);
     let resolved = DeviceChoice::Flex.resolve().unwrap();
     let model_cfg = SasRecConfig::new(40);
     for kind in [PeftKind::Iisan, PeftKind::Lora, PeftKind::Ia3] {
         let dir = root.join(kind.name());
         let cfg = config(kind, &root);
-        let record = train(&dataset, &model_cfg, &cfg, &resolved, &dir, Start::New).unwrap();
+        let record = common::new_run(&dataset, &model_cfg, &cfg, &dir);
         assert_eq!(record.method, format!("perpeft-{}", kind.name()));
         assert_eq!(record.epochs.len(), 2);
         let sizes = record.groups.clone().expect("group sizes recorded");
@@ -105,23 +99,14 @@ fn every_adapter_trains_through_all_three_stages_and_reevaluates_from_disk() {
 #[test]
 fn a_perpeft_run_resumes_inside_the_per_group_stage() {
     let _lock = common::training_lock();
-    let root = scratch("perpeft-resume");
+    let root = common::scratch("perpeft-resume");
     let dataset = common::synthetic_dataset(80, 40, 9);
-    let resolved = DeviceChoice::Flex.resolve().unwrap();
     let model_cfg = SasRecConfig::new(40);
     let cfg = TrainConfig {
         epochs: 3,
         ..config(PeftKind::Iisan, &root)
     };
-    let straight = train(
-        &dataset,
-        &model_cfg,
-        &cfg,
-        &resolved,
-        &root.join("a"),
-        Start::New,
-    )
-    .unwrap();
+    let straight = common::new_run(&dataset, &model_cfg, &cfg, &root.join("a"));
     common::assert_resume_matches(&dataset, &model_cfg, &cfg, &root.join("b"), &straight);
     std::fs::remove_dir_all(&root).unwrap();
 }
@@ -129,33 +114,17 @@ fn a_perpeft_run_resumes_inside_the_per_group_stage() {
 #[test]
 fn ablation_flags_change_what_they_name() {
     let _lock = common::training_lock();
-    let root = scratch("perpeft-ablations");
+    let root = common::scratch("perpeft-ablations");
     let dataset = common::synthetic_dataset(80, 40, 2);
     let resolved = DeviceChoice::Flex.resolve().unwrap();
     let model_cfg = SasRecConfig::new(40);
     let base = config(PeftKind::Iisan, &root);
-    let kmeans = train(
-        &dataset,
-        &model_cfg,
-        &base,
-        &resolved,
-        &root.join("k"),
-        Start::New,
-    )
-    .unwrap();
+    let kmeans = common::new_run(&dataset, &model_cfg, &base, &root.join("k"));
     let random = TrainConfig {
         random_groups: true,
         ..base.clone()
     };
-    let r = train(
-        &dataset,
-        &model_cfg,
-        &random,
-        &resolved,
-        &root.join("r"),
-        Start::New,
-    )
-    .unwrap();
+    let r = common::new_run(&dataset, &model_cfg, &random, &root.join("r"));
     assert_eq!(r.method, "perpeft-iisan+random-groups");
     assert_eq!(store::read_groups(&root.join("r")).unwrap().how, "random");
     assert_ne!(
@@ -166,15 +135,7 @@ fn ablation_flags_change_what_they_name() {
         uniform_negatives: true,
         ..base.clone()
     };
-    let u = train(
-        &dataset,
-        &model_cfg,
-        &uniform,
-        &resolved,
-        &root.join("u"),
-        Start::New,
-    )
-    .unwrap();
+    let u = common::new_run(&dataset, &model_cfg, &uniform, &root.join("u"));
     assert_eq!(u.method, "perpeft-iisan+uniform-negatives");
     assert_ne!(
         common::epoch_metrics(&u.epochs),
@@ -188,28 +149,12 @@ fn ablation_flags_change_what_they_name() {
         peft: PeftConfig::default(),
         ..base.clone()
     };
-    let l = train(
-        &dataset,
-        &model_cfg,
-        &large,
-        &resolved,
-        &root.join("l"),
-        Start::New,
-    )
-    .unwrap();
+    let l = common::new_run(&dataset, &model_cfg, &large, &root.join("l"));
     let small = TrainConfig {
         large_global: false,
         ..large.clone()
     };
-    let s = train(
-        &dataset,
-        &model_cfg,
-        &small,
-        &resolved,
-        &root.join("s"),
-        Start::New,
-    )
-    .unwrap();
+    let s = common::new_run(&dataset, &model_cfg, &small, &root.join("s"));
     assert_eq!(l.adapter_params.unwrap(), 3 * s.adapter_params.unwrap());
     let bad = TrainConfig {
         large_global: true,
@@ -291,7 +236,7 @@ fn only_the_active_adapter_of_a_bank_learns() {
 fn modality_ablations_use_the_named_feature_half() {
     use perpeft::train::Modality;
     let _lock = common::training_lock();
-    let root = scratch("modality");
+    let root = common::scratch("modality");
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tests/fixtures/amazon");
     let dataset = perpeft::data::load(perpeft::data::Format::Amazon, &data, "toy").unwrap();
     let resolved = DeviceChoice::Flex.resolve().unwrap();
@@ -312,15 +257,7 @@ fn modality_ablations_use_the_named_feature_half() {
         (Modality::Image, "frozen+image-only"),
     ] {
         let dir = root.join(label);
-        let r = train(
-            &dataset,
-            &model_cfg,
-            &frozen(m),
-            &resolved,
-            &dir,
-            Start::New,
-        )
-        .unwrap();
+        let r = common::new_run(&dataset, &model_cfg, &frozen(m), &dir);
         assert_eq!(r.method, label);
         let (_, t, _) = store::load(&dir, &resolved.device).unwrap();
         tables.push(t[0].clone().into_data().iter::<f32>().collect::<Vec<f32>>());

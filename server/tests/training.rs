@@ -25,12 +25,6 @@ fn data_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/data"))
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("perpeft-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 fn perpeft(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_perpeft"));
     cmd.args(args).env("RUST_LOG", "warn");
@@ -61,7 +55,7 @@ fn completed_epochs(root: &Path, name: &str) -> usize {
 
 #[test]
 fn a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one() {
-    let root = scratch("resume");
+    let root = common::scratch("resume");
     let epochs = "6";
     let common = ["--device", "flex", "--epochs", epochs, "--seed", "5"];
     let straight = root.join("straight");
@@ -136,7 +130,7 @@ fn a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one() {
 #[test]
 fn frozen_features_are_cached_and_a_frozen_run_resumes_exactly() {
     let _lock = common::training_lock();
-    let root = scratch("frozen");
+    let root = common::scratch("frozen");
     let dataset = common::synthetic_dataset(120, 60, 3);
     let resolved = DeviceChoice::Flex.resolve().unwrap();
     let cfg = TrainConfig {
@@ -150,15 +144,7 @@ fn frozen_features_are_cached_and_a_frozen_run_resumes_exactly() {
         ..TrainConfig::default()
     };
     let model_cfg = SasRecConfig::new(60);
-    let straight = train(
-        &dataset,
-        &model_cfg,
-        &cfg,
-        &resolved,
-        &root.join("a"),
-        Start::New,
-    )
-    .unwrap();
+    let straight = common::new_run(&dataset, &model_cfg, &cfg, &root.join("a"));
     let cached = std::fs::read_dir(root.join("cache/features"))
         .unwrap()
         .count();
@@ -259,7 +245,7 @@ fn the_batch_local_table_gives_the_full_table_loss() {
 
 #[test]
 fn configuration_files_are_read_strictly() {
-    let dir = scratch("config");
+    let dir = common::scratch("config");
     std::fs::create_dir_all(&dir).unwrap();
     let good = dir.join("good.toml");
     std::fs::write(&good, "method = \"frozen\"\nepochs = 7\nlr = 0.0005\n").unwrap();

@@ -91,10 +91,38 @@ pub fn assert_resume_matches(
         epochs: cfg.epochs - 1,
         ..cfg.clone()
     };
-    train(dataset, model_cfg, &shorter, &resolved, dir, Start::New).unwrap();
+    new_run(dataset, model_cfg, &shorter, dir);
     let resumed = train(dataset, model_cfg, cfg, &resolved, dir, Start::Resume).unwrap();
     assert_eq!(
         epoch_metrics(&resumed.epochs),
         epoch_metrics(&straight.epochs)
     );
+}
+
+/// A fresh scratch directory for one test process (removed first if a previous run left it).
+#[allow(dead_code)]
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("perpeft-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Trains a new run into `dir` on flex (panics on error).
+#[allow(dead_code)]
+pub fn new_run(
+    dataset: &Dataset,
+    model_cfg: &perpeft::rec::SasRecConfig,
+    cfg: &perpeft::train::TrainConfig,
+    dir: &std::path::Path,
+) -> perpeft::store::RunRecord {
+    let resolved = perpeft::device::DeviceChoice::Flex.resolve().unwrap();
+    perpeft::train::train(
+        dataset,
+        model_cfg,
+        cfg,
+        &resolved,
+        dir,
+        perpeft::train::Start::New,
+    )
+    .unwrap()
 }
