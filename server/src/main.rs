@@ -140,6 +140,10 @@ struct TrainArgs {
     /// Epochs of perpeft's global stage [default: 10]; --epochs counts the per-group stage.
     #[arg(long)]
     global_epochs: Option<usize>,
+    /// perpeft: take the global stage from this finished global-peft run (its last epoch;
+    /// --global-epochs must equal its epochs) instead of training it.
+    #[arg(long)]
+    global_from: Option<PathBuf>,
     /// Ablation: random user groups instead of k-means.
     #[arg(long)]
     random_groups: bool,
@@ -205,6 +209,9 @@ impl TrainArgs {
         }
         if let Some(v) = self.global_epochs {
             cfg.global_epochs = v;
+        }
+        if let Some(v) = &self.global_from {
+            cfg.global_from = Some(v.clone());
         }
         cfg.random_groups |= self.random_groups;
         cfg.uniform_negatives |= self.uniform_negatives;
@@ -419,6 +426,7 @@ async fn serve_cmd(mut args: ServeArgs) -> anyhow::Result<()> {
             rank: None,
             groups: None,
             global_epochs: None,
+            global_from: None,
             random_groups: false,
             uniform_negatives: false,
             large_global: false,

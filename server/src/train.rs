@@ -135,6 +135,10 @@ pub struct TrainConfig {
     pub large_global: bool,
     /// Ablation: which feature halves to use.
     pub modality: Modality,
+    /// `perpeft`: take stage 1 from this finished `global-peft` run (its last epoch) instead of
+    /// training it. The global stage is seeded as a `global-peft` run is, so with the same
+    /// seed and `global_epochs` equal to its epochs the result is the same as training it.
+    pub global_from: Option<PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -159,6 +163,7 @@ impl Default for TrainConfig {
             uniform_negatives: false,
             large_global: false,
             modality: Modality::Both,
+            global_from: None,
         }
     }
 }
@@ -574,6 +579,12 @@ pub fn train(
     if cfg.large_global && (cfg.method != Method::GlobalPeft || cfg.peft.kind != PeftKind::Lora) {
         bail!("the large-global ablation is a global-peft run with LoRA");
     }
+    if cfg.global_from.is_some() && cfg.method != Method::Perpeft {
+        bail!(
+            "--global-from gives a perpeft run its global stage; this is a {} run",
+            cfg.label()
+        );
+    }
     let registry = Registry::for_run_dir(out_dir)?;
     let name = run_name(out_dir);
     let spec = cfg.backbone_spec()?;
@@ -790,11 +801,19 @@ pub fn train(
     }
     let result = (|| -> Result<()> {
         if cfg.method == Method::Perpeft && groups.is_none() {
-            groups = Some(global_stage(
+            let global_seconds = match &cfg.global_from {
+                Some(src) => {
+                    let seconds = reuse_global(&ctx, src, model_cfg, &mut parts)?;
+                    registry.record_artifact(run, "global_from", src, None)?;
+                    seconds
+                }
+                None => global_stage(&ctx, &sampler, &mut parts)?,
+            };
+            groups = Some(group_users(
                 &ctx,
-                &sampler,
                 &mut parts,
                 &mut record,
+                global_seconds,
                 out_dir,
                 &registry,
                 run,
@@ -834,30 +853,99 @@ pub fn train(
     result.map(|()| record)
 }
 
-/// Stage 1 and 2 of PerPEFT: `global_epochs` epochs of global training (no evaluation, as the
-/// reference), then the user groups from the global model. Leaves the banks replicated K times
-/// with fresh optimisers, and saves the groups and the global model.
-fn global_stage(
-    ctx: &Ctx<'_>,
-    sampler: &Sampler<'_>,
-    parts: &mut Parts,
-    record: &mut RunRecord,
-    out_dir: &Path,
-    registry: &Registry,
-    run: i64,
-) -> Result<Groups> {
+/// Stage 1 of PerPEFT: `global_epochs` epochs of global training (no evaluation, as the
+/// reference). Seeded exactly as the epochs of a `global-peft` run, so that a finished
+/// `global-peft` run can stand in for it (`global_from`). Returns the seconds it took.
+fn global_stage(ctx: &Ctx<'_>, sampler: &Sampler<'_>, parts: &mut Parts) -> Result<f64> {
     let cfg = ctx.cfg;
     let clock = Instant::now();
     let bar = progress((cfg.global_epochs * sampler.batches_per_epoch()) as u64);
     for epoch in 1..=cfg.global_epochs {
-        ctx.device.seed(epoch_seed(cfg.seed ^ 0x61, epoch));
+        ctx.device.seed(epoch_seed(cfg.seed, epoch));
         bar.set_prefix(format!("global {epoch}/{}", cfg.global_epochs));
         let plan: Vec<(usize, Batch)> = sampler.epoch(epoch).into_iter().map(|b| (0, b)).collect();
         let loss = ctx.epoch(parts, &plan, &bar)?;
         tracing::info!(epoch, loss = format!("{loss:.4}"), "global stage");
     }
     bar.finish_and_clear();
-    let global_seconds = clock.elapsed().as_secs_f64();
+    Ok(clock.elapsed().as_secs_f64())
+}
+
+/// Stage 1 of PerPEFT taken from the finished `global-peft` run in `src`: its last epoch's
+/// SASRec, projector and adapter (not its best validation epoch: the global stage is not
+/// evaluated). The run must match this one in everything stage 1 depends on. Returns the
+/// training seconds it spent.
+fn reuse_global(
+    ctx: &Ctx<'_>,
+    src: &Path,
+    model_cfg: &SasRecConfig,
+    parts: &mut Parts,
+) -> Result<f64> {
+    let cfg = ctx.cfg;
+    let source = store::read_record(src)?;
+    let at = src.display();
+    if source.train.method != Method::GlobalPeft {
+        bail!(
+            "{at} is a {} run; --global-from needs a global-peft run",
+            source.method
+        );
+    }
+    if source.dataset_checksum != ctx.dataset.checksum {
+        bail!(
+            "{at} was trained on other data (checksum {})",
+            source.dataset_checksum
+        );
+    }
+    let stage_one = |c: &TrainConfig| {
+        (
+            c.backbone,
+            c.clip_dir.clone(),
+            c.peft.clone(),
+            c.modality,
+            c.large_global,
+            c.batch_size,
+        )
+    };
+    if source.model != *model_cfg || stage_one(&source.train) != stage_one(cfg) {
+        bail!(
+            "{at} was trained with a different model, backbone, adapter, modality or batch size than this run asks for"
+        );
+    }
+    let done = source.epochs.len();
+    if done != cfg.global_epochs || done < source.train.epochs {
+        bail!(
+            "{at} has {done} of {} epochs done; the global stage here is {} epochs (pass --global-epochs {done} for a finished run)",
+            source.train.epochs,
+            cfg.global_epochs
+        );
+    }
+    let (trained, _, _) = store::load_checkpoint(
+        src,
+        done,
+        Trainable {
+            rec: parts.rec.clone(),
+            peft: parts.peft.clone(),
+        },
+        (adamw(cfg.weight_decay), adamw(cfg.peft_weight_decay)),
+    )?;
+    parts.rec = trained.rec;
+    parts.peft = trained.peft;
+    tracing::info!(from = %at, epochs = done, "global stage reused");
+    Ok(source.epochs.iter().map(|e| e.train_seconds).sum())
+}
+
+/// Stage 2 of PerPEFT: the user groups from the global model. Leaves the banks replicated K
+/// times with fresh optimisers, and saves the groups and the global model.
+fn group_users(
+    ctx: &Ctx<'_>,
+    parts: &mut Parts,
+    record: &mut RunRecord,
+    global_seconds: f64,
+    out_dir: &Path,
+    registry: &Registry,
+    run: i64,
+) -> Result<Groups> {
+    let cfg = ctx.cfg;
     let clock = Instant::now();
     let table = ctx.tables(parts, 1)?.remove(0);
     let (reps, dim) = user_representations(&table, &parts.rec.sasrec.valid(), ctx.split);

@@ -455,3 +455,76 @@ fn small_clip_matches_on_wgpu_too() {
     println!("small CLIP on wgpu: text max |Δ| = {text_err:.2e}, image max |Δ| = {image_err:.2e}");
     assert!(text_err <= TOL && image_err <= TOL);
 }
+
+#[test]
+fn bucketed_encoding_equals_encoding_each_item_alone() {
+    use perpeft::backbone::features::{BUCKET, encode_items, item_table};
+    use perpeft::data::{Dataset, ItemMeta};
+    let device = Device::flex();
+    let spec = BackboneSpec::Clip {
+        dir: fixtures().join("clip-small"),
+    };
+    let backbone = Backbone::load(&spec, false, &device).unwrap();
+    // more items than a bucket, with text lengths from 3 to ~40 tokens in no particular order
+    let titles = titles();
+    let n = 2 * BUCKET as u32 + 5;
+    let items: Vec<ItemMeta> = (1..=n)
+        .map(|i| {
+            let title = &titles[i as usize % titles.len()];
+            ItemMeta {
+                raw_id: i.to_string(),
+                title: title.clone(),
+                text: format!("{title}{}", " and more".repeat((i as usize * 7) % 11)),
+                image: None,
+            }
+        })
+        .collect();
+    let texts: Vec<String> = items.iter().map(|m| m.text.clone()).collect();
+    let lengths = backbone
+        .tokenizer
+        .lengths(&texts.iter().map(String::as_str).collect::<Vec<_>>())
+        .unwrap();
+    assert!(lengths.iter().max().unwrap() > &(3 * lengths.iter().min().unwrap()));
+    let dataset = Dataset::new(
+        "lengths",
+        vec!["u".into()],
+        items,
+        vec![vec![1, 2, 3]],
+        "0".repeat(64),
+        Default::default(),
+    );
+    let alone = |i: u32| -> Vec<f32> {
+        let text = texts[i as usize - 1].as_str();
+        values(
+            backbone
+                .encoder
+                .forward(&backbone.inputs(&[text], &[], &device).unwrap(), &device),
+        )
+    };
+    let d = backbone.feature_dim();
+    // padding ids and repeats anywhere, as a training batch has them
+    let ids: Vec<u32> = [0, n, 3, 3, 0]
+        .into_iter()
+        .chain((1..=n).rev().step_by(2))
+        .chain(1..=n / 2)
+        .collect();
+    let got = values(encode_items(&backbone, &backbone.encoder, &dataset, &ids, &device).unwrap());
+    assert_eq!(got.len(), ids.len() * d);
+    for (r, &i) in ids.iter().enumerate() {
+        let row = &got[r * d..(r + 1) * d];
+        if i == 0 {
+            assert!(row.iter().all(|&x| x == 0.0), "row {r} (id 0) is not zero");
+        } else {
+            let diff = max_abs_diff(row, &alone(i));
+            assert!(diff <= 1e-5, "row {r} (item {i}): {diff}");
+        }
+    }
+    let table = values(item_table(&backbone, &backbone.encoder, &dataset, &device).unwrap());
+    assert_eq!(table.len(), (n as usize + 1) * d);
+    assert!(table[..d].iter().all(|&x| x == 0.0));
+    for i in 1..=n {
+        let row = &table[i as usize * d..(i as usize + 1) * d];
+        let diff = max_abs_diff(row, &alone(i));
+        assert!(diff <= 1e-5, "table row {i}: {diff}");
+    }
+}

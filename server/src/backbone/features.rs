@@ -22,9 +22,16 @@ pub fn has_images(dataset: &Dataset) -> bool {
     dataset.items.iter().any(|m| m.image.is_some())
 }
 
+/// Items per encoder call inside [`encode_items`]. Items are sorted by token count first, so a
+/// call pads only to the longest text of its bucket: on MovieLens titles the longest of ~200
+/// items is ~2.2x the mean, and the linears' cost is proportional to the padded length.
+pub const BUCKET: usize = 32;
+
 /// Features `[ids.len(), D]` of items `ids` through `encoder` (with `backbone`'s tokenizer and
 /// preprocessing) on `device`; id 0 gets the zero row. Gradients flow when `device` is an
-/// autodiff device and the encoder has trainable adapters.
+/// autodiff device and the encoder has trainable adapters. Encoded in buckets of [`BUCKET`]
+/// items of similar text length; the attention mask makes the result independent of the
+/// bucketing (up to float rounding).
 pub fn encode_items(
     backbone: &Backbone,
     encoder: &Encoder,
@@ -41,7 +48,7 @@ pub fn encode_items(
         .iter()
         .map(|&i| dataset.item(i).map_or("", |m| m.text.as_str()))
         .collect();
-    let images = if encoder.image.is_some() {
+    let mut images = if encoder.image.is_some() {
         real.iter()
             .map(|&i| {
                 dataset
@@ -53,29 +60,52 @@ pub fn encode_items(
     } else {
         Vec::new()
     };
-    let inputs = backbone.inputs(&texts, &images, device)?;
-    let encoded = encoder.forward(&inputs, device);
-    // put the zero rows back where the 0 ids were
-    if real.len() == ids.len() {
-        return Ok(encoded);
-    }
-    let mut index = Vec::with_capacity(ids.len());
-    let mut next = 1i64;
-    for &i in ids {
-        if i == 0 {
-            index.push(0);
+    let order = length_order(backbone, &texts)?;
+    let mut parts = Vec::with_capacity(order.len().div_ceil(BUCKET) + 1);
+    parts.push(Tensor::zeros([1, d], device));
+    for bucket in order.chunks(BUCKET) {
+        let t: Vec<&str> = bucket.iter().map(|&k| texts[k]).collect();
+        let im: Vec<Option<image::DynamicImage>> = if images.is_empty() {
+            Vec::new()
         } else {
-            index.push(next);
-            next += 1;
-        }
+            bucket.iter().map(|&k| images[k].take()).collect()
+        };
+        let inputs = backbone.inputs(&t, &im, device)?;
+        parts.push(encoder.forward(&inputs, device));
     }
-    let padded = Tensor::cat(vec![Tensor::zeros([1, d], device), encoded], 0);
+    // row 1 + r of `encoded` is real item order[r]; gather back into `ids` order (0 -> row 0)
+    let encoded = Tensor::cat(parts, 0);
+    let mut row_of = vec![0i64; real.len()];
+    for (r, &k) in order.iter().enumerate() {
+        row_of[k] = 1 + r as i64;
+    }
+    let mut next = 0;
+    let index: Vec<i64> = ids
+        .iter()
+        .map(|&i| {
+            if i == 0 {
+                0
+            } else {
+                next += 1;
+                row_of[next - 1]
+            }
+        })
+        .collect();
     let index = Tensor::<1, Int>::from_data(TensorData::new(index, [ids.len()]), device);
-    Ok(padded.select(0, index))
+    Ok(encoded.select(0, index))
+}
+
+/// Positions of `texts` sorted by token count (stable: ties keep their order).
+fn length_order(backbone: &Backbone, texts: &[&str]) -> Result<Vec<usize>> {
+    let lengths = backbone.tokenizer.lengths(texts)?;
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&k| lengths[k]);
+    Ok(order)
 }
 
 /// The whole table `[n_items + 1, D]` through `encoder` (with `backbone`'s tokenizer and
-/// preprocessing), encoded in batches of [`ENCODE_BATCH`] with a progress bar; row 0 is zero.
+/// preprocessing), encoded in batches of [`ENCODE_BATCH`] items of similar text length with a
+/// progress bar; row 0 is zero.
 pub fn item_table(
     backbone: &Backbone,
     encoder: &Encoder,
@@ -89,14 +119,28 @@ pub fn item_table(
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let mut parts = vec![Tensor::zeros([1, backbone.feature_dim()], device)];
     let ids: Vec<u32> = (1..=n).collect();
-    for chunk in ids.chunks(ENCODE_BATCH) {
+    let texts: Vec<&str> = ids
+        .iter()
+        .map(|&i| dataset.item(i).map_or("", |m| m.text.as_str()))
+        .collect();
+    let sorted: Vec<u32> = length_order(backbone, &texts)?
+        .into_iter()
+        .map(|k| ids[k])
+        .collect();
+    let mut parts = vec![Tensor::zeros([1, backbone.feature_dim()], device)];
+    for chunk in sorted.chunks(ENCODE_BATCH) {
         parts.push(encode_items(backbone, encoder, dataset, chunk, device)?);
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
-    Ok(Tensor::cat(parts, 0))
+    // row 1 + r holds item sorted[r]: put item i back at row i
+    let mut index = vec![0i64; n as usize + 1];
+    for (r, &i) in sorted.iter().enumerate() {
+        index[i as usize] = 1 + r as i64;
+    }
+    let index = Tensor::<1, Int>::from_data(TensorData::new(index, [n as usize + 1]), device);
+    Ok(Tensor::cat(parts, 0).select(0, index))
 }
 
 /// Where the frozen feature table of `spec` on `dataset` is cached under `cache_dir`.

@@ -75,6 +75,19 @@ impl TextTokenizer {
         self.inner.token_to_id(token)
     }
 
+    /// Each text's token count (special tokens included, after truncation, before padding).
+    pub fn lengths(&self, texts: &[&str]) -> Result<Vec<usize>> {
+        let tokens = self.encode(texts)?;
+        Ok((0..tokens.rows)
+            .map(|r| {
+                tokens.mask[r * tokens.len..(r + 1) * tokens.len]
+                    .iter()
+                    .filter(|&&m| m != 0)
+                    .count()
+            })
+            .collect())
+    }
+
     /// Tokenises a batch.
     pub fn encode(&self, texts: &[&str]) -> Result<Tokens> {
         let enc = self
