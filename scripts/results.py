@@ -47,6 +47,9 @@ for kind in ("lora", "ia3"):
     METHODS[f"global-peft-{kind}"] = (["--method", "global-peft", "--peft", kind, "--epochs", str(GLOBAL)], ["ml-100k"])
     METHODS[f"perpeft-{kind}"] = (["--method", "perpeft", "--peft", kind, "--global-from", f"{{global-peft-{kind}}}",
                                    "--global-epochs", str(GLOBAL), "--epochs", str(PER_GROUP)], ["ml-100k"])
+# the large-global ablation (one LoRA of rank K·r = 32) on the same schedule as global-peft-lora
+METHODS["global-peft-lora+large"] = (["--method", "global-peft", "--peft", "lora", "--large-global",
+                                      "--epochs", str(GLOBAL + PER_GROUP)], ["ml-100k"])
 # after training the key label's seed, resume (label, to epochs) of the same seed
 EXTEND = {f"perpeft-{kind}": (f"global-peft-{kind}", GLOBAL + PER_GROUP) for kind in ("lora", "ia3")}
 # On ml-1m an IISAN epoch takes ~13 s here (vs ~2 s on ml-100k): shorter schedules there, stated
@@ -140,6 +143,7 @@ def main():
     ap.add_argument("--bin", type=pathlib.Path, help="use this perpeft binary instead of building one")
     ap.add_argument("--datasets", nargs="*", default=DATASETS, help="train only these datasets")
     ap.add_argument("--seeds", nargs="*", type=int, default=SEEDS, help="train only these seeds")
+    ap.add_argument("--exclude", help="skip the method labels containing this")
     ap.add_argument("--skip-done", action="store_true", help="keep finished runs of the configured epochs")
     args = ap.parse_args()
     global BIN
@@ -153,7 +157,8 @@ def main():
             subprocess.run(["cargo", "build", "--release", "--all-targets"], cwd=ROOT, env=env, check=True)
         for dataset in DATASETS:
             for label, (_, datasets) in METHODS.items():
-                if dataset not in datasets or dataset not in args.datasets or (args.only and args.only not in label):
+                if dataset not in datasets or dataset not in args.datasets or (args.only and args.only not in label) \
+                        or (args.exclude and args.exclude in label):
                     continue
                 for seed in args.seeds:
                     extended = {o: to for o, to in EXTEND.values()}.get(label)
@@ -212,6 +217,8 @@ def main():
         "  beside test builds: their seconds are with half of the machine or less. The schedule is far",
         "  from converged (the IISAN rows' best epochs are 6–30), so these rows say what a short",
         "  schedule gives, not how the adapters compare at convergence.",
+        "- `global-peft-lora+large`: the large-global ablation, one LoRA adapter of rank 8 · 4 = 32 (alpha",
+        f"  8 · 8, the same scaling), {GLOBAL + PER_GROUP} epochs like global-peft-lora.",
         "- The perpeft-iisan rows (and their ablations) were trained at 675561b, when the global stage",
         "  drew its dropout from another seed stream than a global-peft run; `python3 scripts/results.py",
         "  --only perpeft-iisan` retrains them with the current one.",
