@@ -334,12 +334,7 @@ pub fn load_checkpoint<M: Module>(
     optims: (ModuleOptimizer, ModuleOptimizer),
 ) -> Result<(M, ModuleOptimizer, ModuleOptimizer)> {
     let ckpt = checkpoint_dir(dir);
-    let model_path = ckpt.join(format!("epoch-{epoch}.model.bpk"));
-    let record = ModuleRecord::load(&model_path)
-        .map_err(|e| anyhow!("reading {}: {e:?}", model_path.display()))?;
-    let model = model
-        .try_load_record(record)
-        .map_err(|e| anyhow!("{}: {e:?}", model_path.display()))?;
+    let model = load_checkpoint_model(dir, epoch, model)?;
     let state = |kind: &str| -> Result<OptimizerRecord> {
         let path = ckpt.join(format!("epoch-{epoch}.{kind}.bpk"));
         OptimizerRecord::load(&path).map_err(|e| anyhow!("reading {}: {e:?}", path.display()))
@@ -349,6 +344,18 @@ pub fn load_checkpoint<M: Module>(
         optims.0.load_record(state("optimizer")?),
         optims.1.load_record(state("optimizer-peft")?),
     ))
+}
+
+/// The model of completed epoch `epoch` alone, loaded into a freshly built `model` of the same
+/// configuration (burn materialises optimizer state on its default device, which need not be
+/// touched when only the model is wanted).
+pub fn load_checkpoint_model<M: Module>(dir: &Path, epoch: usize, model: M) -> Result<M> {
+    let path = checkpoint_dir(dir).join(format!("epoch-{epoch}.model.bpk"));
+    let record =
+        ModuleRecord::load(&path).map_err(|e| anyhow!("reading {}: {e:?}", path.display()))?;
+    model
+        .try_load_record(record)
+        .map_err(|e| anyhow!("{}: {e:?}", path.display()))
 }
 
 /// Saves `run.json`.

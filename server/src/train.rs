@@ -919,14 +919,13 @@ fn reuse_global(
             cfg.global_epochs
         );
     }
-    let (trained, _, _) = store::load_checkpoint(
+    let trained = store::load_checkpoint_model(
         src,
         done,
         Trainable {
             rec: parts.rec.clone(),
             peft: parts.peft.clone(),
         },
-        (adamw(cfg.weight_decay), adamw(cfg.peft_weight_decay)),
     )?;
     parts.rec = trained.rec;
     parts.peft = trained.peft;
