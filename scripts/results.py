@@ -104,6 +104,12 @@ def train(label, dataset, seed, resume_to=None):
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
+def short_version(v):
+    """`0.1.0+ecbd87175b1d-dirty` -> `ecbd871-dirty`."""
+    commit = v.split("+", 1)[-1]
+    return commit[:7] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
 def fmt(values):
     if len(values) == 1:
         return f"{100 * values[0]:.2f}"
@@ -131,8 +137,39 @@ def table():
             stages = statistics.mean(sum(t for _, t in r.get("stages", [])) for r in records)
             stage = f"{stages:.0f}" if stages else "-"
             epochs = records[0]["train"]["epochs"]
+            code = ", ".join(sorted({short_version(r["code_version"]) for r in records}))
             rows.append(f"| {dataset} | {label} | " + " | ".join(cells)
-                        + f" | {train_s:.2f} | {eval_s:.2f} | {stage} | {best} / {epochs} | {users} |")
+                        + f" | {train_s:.2f} | {eval_s:.2f} | {stage} | {best} / {epochs} | {users} | {code} |")
+    return rows
+
+
+def budget_table(dataset="ml-100k", budget=GLOBAL + PER_GROUP):
+    """Every run of `dataset` cut to its first `budget` epochs (a perpeft run's global epochs count):
+    test metrics at the best validation NDCG@20 among them, so the short LoRA/(IA)3 schedule has
+    every other method beside it at the same budget."""
+    rows = []
+    for label, (_, datasets) in METHODS.items():
+        if dataset not in datasets:
+            continue
+        cells = {key: [] for key, _ in METRICS}
+        for seed in SEEDS:
+            p = run_dir(label, dataset, seed) / "run.json"
+            if not p.exists():
+                continue
+            r = json.loads(p.read_text())
+            before = r["train"]["global_epochs"] if r["train"]["method"] == "perpeft" else 0
+            epochs = [e for e in r["epochs"] if before + e["epoch"] <= budget]
+            if not epochs:
+                continue
+            best = epochs[0]
+            for e in epochs[1:]:
+                if e["valid"]["ndcg20"] > best["valid"]["ndcg20"]:
+                    best = e
+            for key, _ in METRICS:
+                cells[key].append(best["test"][key])
+        if cells["ndcg20"]:
+            rows.append(f"| {dataset} | {label} | " + " | ".join(fmt(cells[k]) for k, _ in METRICS)
+                        + f" | {len(cells['ndcg20'])} |")
     return rows
 
 
@@ -179,11 +216,20 @@ def main():
         "minus the user's history, every user with at least 3 interactions; test metrics (×100) at",
         "the epoch with the best validation NDCG@20 (out of the epochs in the \"best epochs\" column);",
         f"mean ± sample std over seeds {', '.join(map(str, SEEDS))}. Seconds are per epoch: training, and",
-        "the evaluation of validation and test (full ranking on the device).",
+        "the evaluation of validation and test (full ranking on the device). \"code\" is the commit the",
+        "binary was built from (each run.json's `code_version`; `-dirty`: built from uncommitted changes).",
         "",
-        "| dataset | method | HR@10 | NDCG@10 | HR@20 | NDCG@20 | train s/epoch | eval s/epoch | earlier stages s | best epochs | users |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | method | HR@10 | NDCG@10 | HR@20 | NDCG@20 | train s/epoch | eval s/epoch | earlier stages s | best epochs | users | code |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
         *table(),
+        "",
+        f"The same runs at the LoRA/(IA)3 rows' budget: each cut to its first {GLOBAL + PER_GROUP} epochs (a perpeft run's",
+        "global epochs count), test at the best validation NDCG@20 among them; rows whose global stage",
+        "alone is longer are left out.",
+        "",
+        "| dataset | method | HR@10 | NDCG@10 | HR@20 | NDCG@20 | seeds |",
+        "|---|---|---|---|---|---|---|",
+        *budget_table(),
         "",
         "Methods (every row: SASRec d=32, 2 blocks, 4 heads, window 10, dropout 0.3, BCE with one",
         "sampled negative + 1e-6·‖E_id‖, AdamW lr 1e-3, weight decay 1e-4, batch 16, reference mode):",
@@ -202,12 +248,11 @@ def main():
         "  stage plus grouping; best epochs count the per-group stage.",
         "- `+random-groups`, `+uniform-negatives`: the ablations (random user groups; uniform",
         "  negatives over all items in the per-group stage).",
-        "",
         f"- `global-peft-lora`, `global-peft-ia3` (ml-100k): all-MiniLM-L6-v2 in the loop with LoRA (r = 4,",
-        "  alpha = 8, dropout 0.1, on q and v of its 6 layers) or (IA)3 (k, v and the fc1 input), trained",
-        "  through the encoder for every batch's unique items; PEFT AdamW as above. An epoch is 59 steps",
-        "  of ~200 items forward and backward through MiniLM (texts sorted by length and encoded in",
-        f"  buckets of 32), so the schedule is short: {GLOBAL + PER_GROUP} epochs.",
+        "  alpha = 8, dropout 0.1, on q and v of its 6 layers: 36,864 parameters) or (IA)3 (k, v and the",
+        "  fc1 input: 6,912), trained through the encoder for every batch's unique items; PEFT AdamW as",
+        "  above. An epoch is 59 steps of ~200 items forward and backward through MiniLM (texts sorted by",
+        "  length and encoded in buckets of 32), so the schedule is short: " + f"{GLOBAL + PER_GROUP} epochs.",
         f"- `perpeft-lora`, `perpeft-ia3` (ml-100k): the global stage is the same seed's global-peft run",
         f"  after its epoch {GLOBAL} (`--global-from`; the global stage is seeded as a global-peft run is, so this",
         f"  is what perpeft's own stage 1 trains), then K = 8 groups and {PER_GROUP} per-group epoch(s) of 8",
@@ -216,10 +261,13 @@ def main():
         "  grouping. These runs ran two at a time, one thread each (`RAYON_NUM_THREADS=1`), partly",
         "  beside test builds: their seconds are with half of the machine or less. The schedule is far",
         "  from converged (the IISAN rows' best epochs are 6–30), so these rows say what a short",
-        "  schedule gives, not how the adapters compare at convergence.",
+        "  schedule gives, not how the adapters compare at convergence. Their binary was built from the",
+        "  tree committed as 81f9e69 (formatting and a clippy fix apart), before the commit: hence",
+        "  `ecbd871-dirty`.",
         "- `global-peft-lora+large`: the large-global ablation, one LoRA adapter of rank 8 · 4 = 32 (alpha",
-        f"  8 · 8, the same scaling), {GLOBAL + PER_GROUP} epochs like global-peft-lora.",
-        "- The perpeft-iisan rows (and their ablations) were trained at 675561b, when the global stage",
+        f"  8 · 8, the same scaling; 294,912 parameters), {GLOBAL + PER_GROUP} epochs like global-peft-lora; seed 1 only",
+        "  (time).",
+        "- The perpeft-iisan rows (and their ablations) were trained at 16bbd3e, when the global stage",
         "  drew its dropout from another seed stream than a global-peft run; `python3 scripts/results.py",
         "  --only perpeft-iisan` retrains them with the current one.",
         "",
@@ -229,7 +277,7 @@ def main():
     old = out.read_text() if out.exists() else ""
     kept = old[old.index(OBSERVATIONS):] if OBSERVATIONS in old else ""
     tmp = out.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines) + kept)
+    tmp.write_text("\n".join(lines) + ("\n" + kept if kept else ""))
     tmp.replace(out)
     print(f"wrote {out}")
 
