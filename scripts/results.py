@@ -267,9 +267,6 @@ def main():
         "- `global-peft-lora+large`: the large-global ablation, one LoRA adapter of rank 8 · 4 = 32 (alpha",
         f"  8 · 8, the same scaling; 294,912 parameters), {GLOBAL + PER_GROUP} epochs like global-peft-lora; seed 1 only",
         "  (time).",
-        "- The perpeft-iisan rows (and their ablations) were trained at 16bbd3e, when the global stage",
-        "  drew its dropout from another seed stream than a global-peft run; `python3 scripts/results.py",
-        "  --only perpeft-iisan` retrains them with the current one.",
         "",
     ]
     out = ROOT / "docs" / "RESULTS.md"
