@@ -14,7 +14,7 @@ use super::{Backbone, BackboneSpec, Encoder};
 use crate::data::Dataset;
 use crate::store::{load_table, read_metadata, save_tables_with};
 
-/// Items per encoder call when building a whole table.
+/// Items per call when computing a whole catalogue's IISAN hidden states (`peft`).
 pub const ENCODE_BATCH: usize = 64;
 
 /// Whether any item of the dataset has an image (decides whether the image tower is used).
@@ -39,6 +39,19 @@ pub fn encode_items(
     ids: &[u32],
     device: &Device,
 ) -> Result<Tensor<2>> {
+    encode_in_buckets(backbone, encoder, dataset, ids, device, |_| {})
+}
+
+/// [`encode_items`], calling `done(items)` after each bucket. Images are decoded a bucket at
+/// a time, so a whole catalogue never sits decoded in memory.
+fn encode_in_buckets(
+    backbone: &Backbone,
+    encoder: &Encoder,
+    dataset: &Dataset,
+    ids: &[u32],
+    device: &Device,
+    mut done: impl FnMut(usize),
+) -> Result<Tensor<2>> {
     let real: Vec<u32> = ids.iter().copied().filter(|&i| i != 0).collect();
     let d = backbone.feature_dim();
     if real.is_empty() {
@@ -48,30 +61,29 @@ pub fn encode_items(
         .iter()
         .map(|&i| dataset.item(i).map_or("", |m| m.text.as_str()))
         .collect();
-    let mut images = if encoder.image.is_some() {
-        real.iter()
-            .map(|&i| {
-                dataset
-                    .image(i)
-                    .map(|o| o.map(image::DynamicImage::ImageRgb8))
-                    .map_err(anyhow::Error::from)
-            })
-            .collect::<Result<Vec<_>>>()?
-    } else {
-        Vec::new()
-    };
-    let order = length_order(backbone, &texts)?;
+    let lengths = backbone.tokenizer.lengths(&texts)?;
+    let mut order: Vec<usize> = (0..real.len()).collect();
+    order.sort_by_key(|&k| lengths[k]);
     let mut parts = Vec::with_capacity(order.len().div_ceil(BUCKET) + 1);
     parts.push(Tensor::zeros([1, d], device));
     for bucket in order.chunks(BUCKET) {
         let t: Vec<&str> = bucket.iter().map(|&k| texts[k]).collect();
-        let im: Vec<Option<image::DynamicImage>> = if images.is_empty() {
-            Vec::new()
+        let images = if encoder.image.is_some() {
+            bucket
+                .iter()
+                .map(|&k| {
+                    dataset
+                        .image(real[k])
+                        .map(|o| o.map(image::DynamicImage::ImageRgb8))
+                        .map_err(anyhow::Error::from)
+                })
+                .collect::<Result<Vec<_>>>()?
         } else {
-            bucket.iter().map(|&k| images[k].take()).collect()
+            Vec::new()
         };
-        let inputs = backbone.inputs(&t, &im, device)?;
+        let inputs = backbone.inputs(&t, &images, device)?;
         parts.push(encoder.forward(&inputs, device));
+        done(bucket.len());
     }
     // row 1 + r of `encoded` is real item order[r]; gather back into `ids` order (0 -> row 0)
     let encoded = Tensor::cat(parts, 0);
@@ -79,15 +91,14 @@ pub fn encode_items(
     for (r, &k) in order.iter().enumerate() {
         row_of[k] = 1 + r as i64;
     }
-    let mut next = 0;
+    let mut rows = row_of.into_iter();
     let index: Vec<i64> = ids
         .iter()
         .map(|&i| {
             if i == 0 {
                 0
             } else {
-                next += 1;
-                row_of[next - 1]
+                rows.next().expect("one row per real id")
             }
         })
         .collect();
@@ -95,17 +106,8 @@ pub fn encode_items(
     Ok(encoded.select(0, index))
 }
 
-/// Positions of `texts` sorted by token count (stable: ties keep their order).
-fn length_order(backbone: &Backbone, texts: &[&str]) -> Result<Vec<usize>> {
-    let lengths = backbone.tokenizer.lengths(texts)?;
-    let mut order: Vec<usize> = (0..texts.len()).collect();
-    order.sort_by_key(|&k| lengths[k]);
-    Ok(order)
-}
-
 /// The whole table `[n_items + 1, D]` through `encoder` (with `backbone`'s tokenizer and
-/// preprocessing), encoded in batches of [`ENCODE_BATCH`] items of similar text length with a
-/// progress bar; row 0 is zero.
+/// preprocessing): [`encode_items`] over ids 0..=n with a progress bar; row 0 is zero.
 pub fn item_table(
     backbone: &Backbone,
     encoder: &Encoder,
@@ -119,28 +121,12 @@ pub fn item_table(
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let ids: Vec<u32> = (1..=n).collect();
-    let texts: Vec<&str> = ids
-        .iter()
-        .map(|&i| dataset.item(i).map_or("", |m| m.text.as_str()))
-        .collect();
-    let sorted: Vec<u32> = length_order(backbone, &texts)?
-        .into_iter()
-        .map(|k| ids[k])
-        .collect();
-    let mut parts = vec![Tensor::zeros([1, backbone.feature_dim()], device)];
-    for chunk in sorted.chunks(ENCODE_BATCH) {
-        parts.push(encode_items(backbone, encoder, dataset, chunk, device)?);
-        bar.inc(chunk.len() as u64);
-    }
+    let ids: Vec<u32> = (0..=n).collect();
+    let table = encode_in_buckets(backbone, encoder, dataset, &ids, device, |k| {
+        bar.inc(k as u64)
+    })?;
     bar.finish_and_clear();
-    // row 1 + r holds item sorted[r]: put item i back at row i
-    let mut index = vec![0i64; n as usize + 1];
-    for (r, &i) in sorted.iter().enumerate() {
-        index[i as usize] = 1 + r as i64;
-    }
-    let index = Tensor::<1, Int>::from_data(TensorData::new(index, [n as usize + 1]), device);
-    Ok(Tensor::cat(parts, 0).select(0, index))
+    Ok(table)
 }
 
 /// Where the frozen feature table of `spec` on `dataset` is cached under `cache_dir`.
