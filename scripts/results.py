@@ -75,13 +75,8 @@ def done_epochs(label, dataset, seed):
     return len(r["epochs"]) if len(r["epochs"]) == r["train"]["epochs"] else 0
 
 
-def wanted_epochs(label, dataset):
-    extra = METHODS[label][0] + OVERRIDES.get((label, dataset), [])
-    return int(extra[len(extra) - 1 - extra[::-1].index("--epochs") + 1]) if "--epochs" in extra else EPOCHS[dataset]
-
-
-def train(label, dataset, seed, resume_to=None):
-    out = run_dir(label, dataset, seed)
+def flags(label, dataset):
+    """The row's `perpeft train` flags with the dataset's overrides applied and --epochs always set."""
     extra = list(METHODS[label][0])
     override = OVERRIDES.get((label, dataset))
     if override:
@@ -90,16 +85,28 @@ def train(label, dataset, seed, resume_to=None):
                 i = extra.index(flag)
                 del extra[i:i + 2]
         extra += override
+    if "--epochs" not in extra:
+        extra += ["--epochs", str(EPOCHS[dataset])]
+    return extra
+
+
+def wanted_epochs(label, dataset):
+    extra = flags(label, dataset)
+    return int(extra[extra.index("--epochs") + 1])
+
+
+def train(label, dataset, seed, resume_to=None):
+    out = run_dir(label, dataset, seed)
+    extra = flags(label, dataset)
     # "{label}" stands for that label's run directory of the same dataset and seed
     extra = [str(run_dir(a[1:-1], dataset, seed)) if a.startswith("{") else a for a in extra]
-    epochs = [] if "--epochs" in extra else ["--epochs", str(EPOCHS[dataset])]
     start = "--overwrite"
     if resume_to:
         # the same flags with more epochs
         extra = [str(resume_to) if i > 0 and extra[i - 1] == "--epochs" else a for i, a in enumerate(extra)]
         start = "--resume"
     cmd = [str(BIN), "train", "--dataset", dataset, "--data-dir", str(ROOT / ".cache/data"),
-           "--device", "flex", *epochs, "--seed", str(seed), *extra, "--out", str(out), start]
+           "--device", "flex", "--seed", str(seed), *extra, "--out", str(out), start]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
 
