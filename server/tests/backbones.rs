@@ -4,6 +4,8 @@
 //! CLIP). The real MiniLM and EfficientNet weights come from `scripts/fetch_data.py` into
 //! `.cache/weights` (override with PERPEFT_WEIGHTS_DIR); these tests fail, never skip, without them.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
@@ -15,7 +17,17 @@ use perpeft::backbone::site::{SiteId, SiteKind, attach};
 use perpeft::backbone::weights::WeightFile;
 use perpeft::backbone::{Backbone, BackboneSpec};
 
-const TOL: f32 = 1e-4;
+// Parity tolerances, per tower: about 3x the largest difference measured against the
+// reference libraries (in the comment), so a real change in a tower's arithmetic fails.
+/// MiniLM sentence embeddings (measured 2.9e-7).
+const MINILM_TOL: f32 = 1e-6;
+/// EfficientNet-Lite0 features, values up to 5.35 (measured 6.7e-6).
+const EFFNET_TOL: f32 = 2e-5;
+/// Small CLIP text and image embeddings, flex (measured 2.8e-7 and 1.2e-7) and wgpu on
+/// lavapipe (3.2e-7 and 1.0e-7).
+const CLIP_TOL: f32 = 1e-6;
+/// Small CLIP per-layer hidden states at EOS / CLS (measured 6.0e-7 and 7.2e-7).
+const CLIP_HIDDEN_TOL: f32 = 2e-6;
 
 fn q_or_v(id: SiteId) -> bool {
     matches!(id.kind, SiteKind::Query | SiteKind::Value)
@@ -142,6 +154,7 @@ fn minilm_tokenizer_matches_sentence_transformers() {
 
 #[test]
 fn minilm_embeddings_match_sentence_transformers() {
+    let _rng = common::rng_lock();
     let device = Device::flex();
     let dir = weights_dir().join("minilm");
     let model = Bert::load(&dir, &device).expect("run scripts/fetch_data.py minilm");
@@ -159,7 +172,7 @@ fn minilm_embeddings_match_sentence_transformers() {
         "MiniLM sentence embeddings: max |Δ| = {err:.2e} over {} values",
         ours.len()
     );
-    assert!(err <= TOL, "MiniLM max |Δ| {err}");
+    assert!(err <= MINILM_TOL, "MiniLM max |Δ| {err}");
     // the hidden-state hook agrees with the embedding path
     let (ids, mask) = tokens.to_tensors(&device);
     assert_eq!(
@@ -171,6 +184,7 @@ fn minilm_embeddings_match_sentence_transformers() {
 
 #[test]
 fn efficientnet_features_match_the_pytorch_port() {
+    let _rng = common::rng_lock();
     let device = Device::flex();
     let path = weights_dir().join("efficientnet-lite0/efficientnet-lite0-57934424.pth");
     let model =
@@ -183,7 +197,7 @@ fn efficientnet_features_match_the_pytorch_port() {
     println!(
         "EfficientNet-Lite0 features (reference crops): max |Δ| = {err:.2e}, max |x| = {scale:.2}"
     );
-    assert!(err <= TOL, "EfficientNet max |Δ| {err}");
+    assert!(err <= EFFNET_TOL, "EfficientNet max |Δ| {err}");
 
     // our own resize + crop against torchvision's (Pillow bilinear): bit-identical crops,
     // so the features from the original images match end to end
@@ -198,11 +212,12 @@ fn efficientnet_features_match_the_pytorch_port() {
         worst, 0,
         "resize/crop differs from torchvision (mean {mean})"
     );
-    assert!(e2e <= TOL, "end to end {e2e}");
+    assert!(e2e <= EFFNET_TOL, "end to end {e2e}");
 }
 
 #[test]
 fn small_clip_matches_transformers() {
+    let _rng = common::rng_lock();
     let device = Device::flex();
     let dir = fixtures().join("clip-small");
     let config = ClipConfig::read(&dir).unwrap();
@@ -232,7 +247,7 @@ fn small_clip_matches_transformers() {
     let (_, image_ref) = fixture("clip-small.safetensors", "image_embeds");
     let image_err = max_abs_diff(&image, &image_ref);
     println!("small CLIP: text max |Δ| = {text_err:.2e}, image max |Δ| = {image_err:.2e}");
-    assert!(text_err <= TOL && image_err <= TOL);
+    assert!(text_err <= CLIP_TOL && image_err <= CLIP_TOL);
 
     // per-layer hidden states at the pooled token (EOS / CLS)
     let eos = model.text.eos_positions(ids_t.clone());
@@ -260,7 +275,7 @@ fn small_clip_matches_transformers() {
         &fixture("clip-small.safetensors", "vision_hidden_cls").1,
     );
     println!("small CLIP hidden states: text {hid_err:.2e}, vision {vhid_err:.2e}");
-    assert!(hid_err <= TOL && vhid_err <= TOL);
+    assert!(hid_err <= CLIP_HIDDEN_TOL && vhid_err <= CLIP_HIDDEN_TOL);
 
     // CLIP preprocessing (Pillow bicubic) against CLIPImageProcessor, then end to end
     let (worst, mean) = crop_difference(&CLIP, "clip_ref224_");
@@ -276,11 +291,12 @@ fn small_clip_matches_transformers() {
         worst, 0,
         "resize/crop differs from CLIPImageProcessor (mean {mean})"
     );
-    assert!(e2e <= TOL, "end to end {e2e}");
+    assert!(e2e <= CLIP_TOL, "end to end {e2e}");
 }
 
 #[test]
 fn full_clip_vit_b32_has_the_published_parameter_count() {
+    let _rng = common::rng_lock();
     let device = Device::flex();
     let model = Clip::from_weights(
         &mut WeightFile::synthetic(1),
@@ -308,6 +324,7 @@ fn full_clip_vit_b32_has_the_published_parameter_count() {
 
 #[test]
 fn adapters_attach_through_sites_and_start_at_the_pretrained_map() {
+    let _rng = common::rng_lock();
     let device = Device::flex();
     device.seed(3);
     let dir = fixtures().join("clip-small");
@@ -390,6 +407,7 @@ fn wrong_weight_files_are_refused_with_the_file_and_tensor_named() {
 
 #[test]
 fn item_features_are_image_then_text_and_text_only_without_images() {
+    let _rng = common::rng_lock();
     let device = Device::flex();
     let dir = fixtures().join("clip-small");
     let spec = BackboneSpec::Clip { dir: dir.clone() };
@@ -423,11 +441,12 @@ fn item_features_are_image_then_text_and_text_only_without_images() {
         "an item without an image gets a zero image half"
     );
     let (_, image_ref) = fixture("clip-small.safetensors", "image_embeds");
-    assert!(max_abs_diff(&f[..16], &image_ref[..16]) <= TOL);
+    assert!(max_abs_diff(&f[..16], &image_ref[..16]) <= CLIP_TOL);
 }
 
 #[test]
 fn small_clip_matches_on_wgpu_too() {
+    let _rng = common::rng_lock();
     // lavapipe in CI: fails (never skips) without a wgpu adapter
     let device = perpeft::device::DeviceChoice::Wgpu
         .resolve()
@@ -453,11 +472,12 @@ fn small_clip_matches_on_wgpu_too() {
         &fixture("clip-small.safetensors", "image_embeds").1,
     );
     println!("small CLIP on wgpu: text max |Δ| = {text_err:.2e}, image max |Δ| = {image_err:.2e}");
-    assert!(text_err <= TOL && image_err <= TOL);
+    assert!(text_err <= CLIP_TOL && image_err <= CLIP_TOL);
 }
 
 #[test]
 fn bucketed_encoding_equals_encoding_each_item_alone() {
+    let _rng = common::rng_lock();
     use perpeft::backbone::features::{BUCKET, encode_items, item_table};
     use perpeft::data::{Dataset, ItemMeta};
     let device = Device::flex();

@@ -17,6 +17,7 @@ use rand::rngs::StdRng;
 
 #[test]
 fn wgpu_and_flex_compute_the_same_states_and_ranks() {
+    let _rng = common::rng_lock();
     let wgpu = DeviceChoice::Wgpu
         .resolve()
         .expect("wgpu must have an adapter in CI (lavapipe)")
@@ -98,10 +99,12 @@ fn training_lowers_the_loss(choice: DeviceChoice) {
 
 #[test]
 fn training_on_wgpu_lowers_the_loss() {
+    let _rng = common::rng_lock();
     training_lowers_the_loss(DeviceChoice::Wgpu);
 }
 
 #[test]
 fn training_on_flex_lowers_the_loss() {
+    let _rng = common::rng_lock();
     training_lowers_the_loss(DeviceChoice::Flex);
 }

@@ -11,6 +11,7 @@ use shared::ItemTable;
 
 #[test]
 fn batched_ranks_equal_brute_force() {
+    let _rng = common::rng_lock();
     let n_items = 300;
     let split = common::synthetic_split(600, n_items, 5);
     let device = Device::flex();
@@ -70,7 +71,7 @@ fn batched_ranks_equal_brute_force() {
 /// A saved run re-evaluates to exactly the metrics its record holds (reproducible from disk).
 #[test]
 fn a_saved_run_reproduces_its_recorded_metrics() {
-    let _lock = common::training_lock();
+    let _rng = common::rng_lock();
     use perpeft::device::DeviceChoice;
     use perpeft::eval::{Phase, evaluate};
     use perpeft::train::{Start, TrainConfig, train};
@@ -107,7 +108,7 @@ fn a_saved_run_reproduces_its_recorded_metrics() {
 /// and names the user, instead of looping or panicking.
 #[test]
 fn training_refuses_a_user_without_possible_negatives() {
-    let _lock = common::training_lock();
+    let _rng = common::rng_lock();
     use perpeft::device::DeviceChoice;
     use perpeft::train::{Start, TrainConfig, train};
     // "greedy" trains on items 1..=4 (its last two go to validation and test)
@@ -136,6 +137,7 @@ fn training_refuses_a_user_without_possible_negatives() {
 /// A diverged model (NaN item table) must not score as perfect: every rank is last.
 #[test]
 fn nan_scores_rank_last_instead_of_first() {
+    let _rng = common::rng_lock();
     let device = Device::flex();
     let split = common::synthetic_split(30, 20, 4);
     let model = SasRecConfig::new(20).init(&device);

@@ -42,7 +42,7 @@ fn config(kind: PeftKind, root: &Path) -> TrainConfig {
 
 #[test]
 fn every_adapter_trains_through_all_three_stages_and_reevaluates_from_disk() {
-    let _lock = common::training_lock();
+    let _rng = common::rng_lock();
     let root = common::scratch("perpeft-stages");
     let dataset = common::synthetic_dataset(90, 40, 5);
     let resolved = DeviceChoice::Flex.resolve().unwrap();
@@ -89,16 +89,96 @@ fn every_adapter_trains_through_all_three_stages_and_reevaluates_from_disk() {
             "{kind:?}: {adapters} bytes for 3 adapters of {per_adapter_bytes}"
         );
 
-        // a new user is assigned to a group through the saved global model
-        let g = assign_new_user(&dir, &[3, 7, 11, 2], &resolved.device).unwrap();
-        assert!(g < 3);
+        // independently of `evaluate_grouped`: each user ranked by hand with their group's table
+        ranks_by_hand_match_the_record(&sasrec, &tables, &groups.assignment, &split, &record);
+
+        // a known user's train + validation history (what grouping clustered) is assigned, as a
+        // new history through the saved global model, to the group recorded for that user
+        for (u, &recorded) in groups.assignment.iter().enumerate() {
+            let mut history = split.train[u].clone();
+            history.extend(split.valid[u]);
+            let g = assign_new_user(&dir, &history, &resolved.device).unwrap();
+            assert_eq!(g, recorded, "{kind:?}: user {u}");
+        }
+        assert!(
+            groups.members().iter().all(|m| !m.is_empty()),
+            "every group has users, so the check above saw every group"
+        );
     }
     std::fs::remove_dir_all(&root).unwrap();
 }
 
+/// Ranks every evaluated user's test item by brute force with the plain-Rust SASRec and their
+/// group's item table, checks each against the batched device ranking, and checks the recorded
+/// overall and per-group test metrics against metrics computed from those ranks.
+fn ranks_by_hand_match_the_record(
+    sasrec: &perpeft::rec::SasRec,
+    tables: &[Tensor<2>],
+    assignment: &[usize],
+    split: &perpeft::data::Split,
+    record: &store::RunRecord,
+) {
+    use perpeft::eval::{metrics_from_ranks, ranks};
+    use shared::ItemTable;
+    let scorer = sasrec.to_scorer();
+    let users = split.evaluated_users();
+    let device_ranks: Vec<Vec<usize>> = tables
+        .iter()
+        .map(|t| ranks(sasrec, t, split, Phase::Test))
+        .collect();
+    let mut all = Vec::new();
+    let mut per_group = vec![Vec::new(); tables.len()];
+    for (i, &u) in users.iter().enumerate() {
+        let g = assignment[u];
+        let data: Vec<f32> = tables[g].clone().into_data().iter::<f32>().collect();
+        let table = ItemTable::new(sasrec.hidden(), &data).unwrap();
+        let mut history = split.train[u].clone();
+        history.push(split.valid[u].unwrap());
+        let target = split.test[u].unwrap();
+        let scores = table.scores(&scorer.user_state(&table, &history));
+        let t = scores[target as usize];
+        let (mut lo, mut hi) = (0, 0);
+        for item in 1..table.len() as u32 {
+            if item != target && history.contains(&item) {
+                continue;
+            }
+            let s = scores[item as usize];
+            lo += usize::from(s > t + 1e-4);
+            hi += usize::from(s > t - 1e-4) - usize::from(item == target);
+        }
+        let rank = device_ranks[g][i];
+        assert!(
+            lo <= rank && rank <= hi,
+            "user {u} in group {g}: rank {rank}, by hand [{lo}, {hi}]"
+        );
+        all.push(rank);
+        per_group[g].push(rank);
+    }
+    // the same ranks, summed in user order rather than group by group: equal up to rounding
+    let (m, r) = (metrics_from_ranks(&all), record.test);
+    assert_eq!(m.users, r.users);
+    for (x, y) in [
+        (m.hr10, r.hr10),
+        (m.ndcg10, r.ndcg10),
+        (m.hr20, r.hr20),
+        (m.ndcg20, r.ndcg20),
+        (m.hr30, r.hr30),
+        (m.ndcg30, r.ndcg30),
+    ] {
+        assert!((x - y).abs() < 1e-12, "{m:?} vs {r:?}");
+    }
+    for (g, ranks) in per_group.iter().enumerate() {
+        assert_eq!(
+            metrics_from_ranks(ranks),
+            record.best_groups[g].1,
+            "group {g}"
+        );
+    }
+}
+
 #[test]
 fn a_perpeft_run_resumes_inside_the_per_group_stage() {
-    let _lock = common::training_lock();
+    let _rng = common::rng_lock();
     let root = common::scratch("perpeft-resume");
     let dataset = common::synthetic_dataset(80, 40, 9);
     let model_cfg = SasRecConfig::new(40);
@@ -113,7 +193,7 @@ fn a_perpeft_run_resumes_inside_the_per_group_stage() {
 
 #[test]
 fn a_finished_global_peft_run_is_the_global_stage_of_a_perpeft_run() {
-    let _lock = common::training_lock();
+    let _rng = common::rng_lock();
     let root = common::scratch("perpeft-global-from");
     let dataset = common::synthetic_dataset(80, 40, 4);
     let resolved = DeviceChoice::Flex.resolve().unwrap();
@@ -201,7 +281,7 @@ fn a_finished_global_peft_run_is_the_global_stage_of_a_perpeft_run() {
 
 #[test]
 fn ablation_flags_change_what_they_name() {
-    let _lock = common::training_lock();
+    let _rng = common::rng_lock();
     let root = common::scratch("perpeft-ablations");
     let dataset = common::synthetic_dataset(80, 40, 2);
     let resolved = DeviceChoice::Flex.resolve().unwrap();
@@ -264,6 +344,7 @@ fn ablation_flags_change_what_they_name() {
 
 #[test]
 fn adapter_counts_on_full_clip_match_the_paper() {
+    let _rng = common::rng_lock();
     let device = Device::flex();
     let clip = Clip::from_weights(
         &mut WeightFile::synthetic(1),
@@ -288,6 +369,7 @@ fn adapter_counts_on_full_clip_match_the_paper() {
 
 #[test]
 fn only_the_active_adapter_of_a_bank_learns() {
+    let _rng = common::rng_lock();
     let ad = Device::flex().autodiff();
     let clip = Clip::load(&clip_dir(), &ad).unwrap();
     let encoder = Encoder {
@@ -322,8 +404,8 @@ fn only_the_active_adapter_of_a_bank_learns() {
 
 #[test]
 fn modality_ablations_use_the_named_feature_half() {
+    let _rng = common::rng_lock();
     use perpeft::train::Modality;
-    let _lock = common::training_lock();
     let root = common::scratch("modality");
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tests/fixtures/amazon");
     let dataset = perpeft::data::load(perpeft::data::Format::Amazon, &data, "toy").unwrap();

@@ -18,17 +18,20 @@ use shared::ItemTable;
 
 #[test]
 fn shared_sasrec_equals_burn_to_1e5() {
+    let _rng = common::rng_lock();
     parity(Mode::Reference);
 }
 
 #[test]
 fn shared_sasrec_equals_burn_to_1e5_in_standard_mode() {
+    let _rng = common::rng_lock();
     parity(Mode::Standard);
 }
 
 /// Standard mode ignores whatever the padding row holds; reference mode does not.
 #[test]
 fn only_standard_mode_ignores_the_padding_row() {
+    let _rng = common::rng_lock();
     let device = Device::flex();
     device.seed(4);
     for (mode, ignores) in [(Mode::Standard, true), (Mode::Reference, false)] {

@@ -129,7 +129,7 @@ fn a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one() {
 /// A frozen run over the small CLIP fixture (text only: the synthetic items have no images).
 #[test]
 fn frozen_features_are_cached_and_a_frozen_run_resumes_exactly() {
-    let _lock = common::training_lock();
+    let _rng = common::rng_lock();
     let root = common::scratch("frozen");
     let dataset = common::synthetic_dataset(120, 60, 3);
     let resolved = DeviceChoice::Flex.resolve().unwrap();
@@ -205,6 +205,7 @@ fn frozen_features_are_cached_and_a_frozen_run_resumes_exactly() {
 
 #[test]
 fn the_batch_local_table_gives_the_full_table_loss() {
+    let _rng = common::rng_lock();
     let device = Device::flex();
     device.seed(4);
     let split = common::synthetic_split(40, 50, 8);

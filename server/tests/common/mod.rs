@@ -5,6 +5,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// `users` random sequences over `1..=n_items`, lengths 1..=25, seeded.
+#[allow(dead_code)] // not every test binary that includes `common` uses it
 pub fn synthetic_split(users: usize, n_items: u32, seed: u64) -> Split {
     let mut rng = StdRng::seed_from_u64(seed);
     let seqs: Vec<Vec<u32>> = (0..users)
@@ -55,11 +56,12 @@ pub fn synthetic_dataset(users: usize, n_items: u32, seed: u64) -> Dataset {
     dataset("synthetic", ids, sequences, n_items)
 }
 
-/// Serialises tests that train: burn's flex RNG is one per process, so two trainings on
-/// concurrent test threads would interleave their random draws (dropout, initialisation) and
-/// neither would be reproducible.
-#[allow(dead_code)]
-pub fn training_lock() -> std::sync::MutexGuard<'static, ()> {
+/// Serialises the tests of a test binary that seed or draw from burn's random number
+/// generator: it is one per process, so a test that builds a module (initialisation draws,
+/// even before weights are loaded over it) or trains on another thread would interleave its
+/// draws with a training run's and break the exact-equality tests (resume, reuse, re-evaluation).
+/// Every such test holds this lock for its whole body.
+pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
