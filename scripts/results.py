@@ -25,7 +25,7 @@ DATASETS = ["ml-100k", "ml-1m"]
 SEEDS = [1, 2, 3]
 # ml-1m has 6x the steps per epoch but its id-only validation curve still rises at epoch 30
 EPOCHS = {"ml-100k": 30, "ml-1m": 50}
-# label -> (extra `perpeft train` arguments, datasets). perpeft runs the method doc's schedule:
+# label -> (extra `perpeft train` arguments, datasets). perpeft runs the schedule of docs/method.md §7–§9:
 # 10 global epochs, then 20 per-group epochs (--epochs counts the per-group stage).
 PERPEFT = ["--global-epochs", "10", "--epochs", "20"]
 METHODS = {

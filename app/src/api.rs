@@ -53,7 +53,7 @@ pub async fn scorer() -> Result<shared::sasrec::SasRec, String> {
     get("/api/scorer").await
 }
 
-/// `GET /api/items/table`.
-pub async fn item_table() -> Result<ItemTableBody, String> {
-    get("/api/items/table").await
+/// `GET /api/items/table?group=`: the item table of one user group.
+pub async fn item_table(group: usize) -> Result<ItemTableBody, String> {
+    get(&format!("/api/items/table?group={group}")).await
 }

@@ -19,8 +19,6 @@ fn main() {
 #[component]
 fn App() -> impl IntoView {
     let selected = RwSignal::new(None::<String>);
-    let table: components::user_panel::TableResource = LocalResource::new(api::item_table);
-    provide_context(table);
     let scorer: components::user_panel::ScorerResource = LocalResource::new(api::scorer);
     provide_context(scorer);
     view! {

@@ -1,4 +1,4 @@
-//! The PerPEFT authors' Amazon Reviews 2023 release, read unchanged (method doc §2.2):
+//! The PerPEFT authors' Amazon Reviews 2023 release, read unchanged (docs/method.md §2.2):
 //!
 //! - `{ds}_final.txt`: `user item` per line, both 1-based integers, each user's lines in
 //!   chronological order (file order is kept);

@@ -1,9 +1,9 @@
-//! Seeded training batches (method doc §6.1): for each user, the last `max_len` (input → next)
-//! pairs of the training sequence, right-aligned, with one sampled negative per position that
-//! is not among the user's training items.
+//! Seeded training batches (docs/method.md §6.1): for each user, the last `max_len`
+//! (input → next) pairs of the training sequence, right-aligned, with one sampled negative per
+//! position that is not among the user's training items.
 //!
-//! Negatives are uniform over all items, or **group-restricted** (method doc §9.2): uniform over
-//! the items in the training histories of a group's users, minus the user's own items. This is
+//! Negatives are uniform over all items, or **group-restricted** (docs/method.md §9.2): uniform
+//! over the items in the training histories of a group's users, minus the user's own items. This is
 //! the intended behaviour; the reference code tests the exclusion on the pool *index* instead of
 //! the item (a bug we do not reproduce). A user whose history covers the whole pool gets uniform
 //! negatives instead; [`Sampler::pool_fallback_users`] counts them.

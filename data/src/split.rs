@@ -1,4 +1,4 @@
-//! The reference leave-one-out split (method doc §2.3).
+//! The reference leave-one-out split (docs/method.md §2.3).
 
 /// Per user index: training prefix, validation item and test item.
 #[derive(Debug, Clone, PartialEq)]

@@ -30,21 +30,27 @@ pub const MAX_K: usize = 200;
 #[derive(Clone)]
 pub struct AppState {
     engine: Arc<Engine>,
-    table_body: Arc<api::ItemTableBody>,
+    /// Each group's item-table body (static, so encoded once).
+    table_bodies: Arc<Vec<api::ItemTableBody>>,
 }
 
 impl AppState {
-    /// Wraps an engine; precomputes the (static) item-table body.
+    /// Wraps an engine; precomputes the item-table bodies.
     pub fn new(engine: Engine) -> Self {
-        let table = engine.table();
-        let table_body = api::ItemTableBody {
-            dim: table.dim(),
-            rows: table.len(),
-            data_b64: encode_f32(table.data()),
-            items: (1..table.len() as u32).map(|i| item(&engine, i)).collect(),
-        };
+        let table_bodies = (0..engine.n_groups())
+            .map(|g| {
+                let table = engine.table(g);
+                api::ItemTableBody {
+                    group: g,
+                    dim: table.dim(),
+                    rows: table.len(),
+                    data_b64: encode_f32(table.data()),
+                    items: (1..table.len() as u32).map(|i| item(&engine, i)).collect(),
+                }
+            })
+            .collect();
         Self {
-            table_body: Arc::new(table_body),
+            table_bodies: Arc::new(table_bodies),
             engine: Arc::new(engine),
         }
     }
@@ -57,6 +63,8 @@ pub enum Error {
     BadRequest(String),
     /// 404 with a reason.
     NotFound(String),
+    /// 500: the server failed, not the request (logged; the body says only that).
+    Internal,
 }
 
 impl IntoResponse for Error {
@@ -64,8 +72,26 @@ impl IntoResponse for Error {
         let (status, error) = match self {
             Error::BadRequest(e) => (StatusCode::BAD_REQUEST, e),
             Error::NotFound(e) => (StatusCode::NOT_FOUND, e),
+            Error::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error (logged on the server)".into(),
+            ),
         };
         (status, Json(ApiError { error })).into_response()
+    }
+}
+
+impl From<crate::error::Error> for Error {
+    fn from(e: crate::error::Error) -> Self {
+        use crate::error::Error as E;
+        match e {
+            E::NotFound(_) => Error::NotFound(e.to_string()),
+            E::Invalid(_) => Error::BadRequest(e.to_string()),
+            other => {
+                tracing::error!(error = %other, "serving a request failed");
+                Error::Internal
+            }
+        }
     }
 }
 
@@ -137,6 +163,7 @@ async fn health(State(s): State<AppState>) -> Json<Health> {
             method: r.method.clone(),
             trained_on: r.device.clone(),
             epochs: r.best_epoch,
+            groups: s.engine.n_groups(),
             test: r.test,
         },
     })
@@ -199,7 +226,12 @@ fn check_k(k: Option<usize>) -> Result<usize, Error> {
     Ok(k)
 }
 
-fn to_body(engine: &Engine, user: String, ranked: Vec<shared::Scored>) -> Recommendations {
+fn to_body(
+    engine: &Engine,
+    user: String,
+    group: usize,
+    ranked: Vec<shared::Scored>,
+) -> Recommendations {
     let items = ranked
         .into_iter()
         .map(|r| Recommendation {
@@ -207,7 +239,7 @@ fn to_body(engine: &Engine, user: String, ranked: Vec<shared::Scored>) -> Recomm
             score: r.score,
         })
         .collect();
-    Recommendations { user, items }
+    Recommendations { user, group, items }
 }
 
 async fn recommend_history(
@@ -216,17 +248,8 @@ async fn recommend_history(
 ) -> ApiResult<Recommendations> {
     let Json(req) = body?;
     let k = check_k(req.k)?;
-    let n = s.engine.dataset.n_items() as u32;
-    if let Some(bad) = req.history.iter().find(|&&i| i == 0 || i > n) {
-        return Err(Error::BadRequest(format!(
-            "unknown item id {bad}: ids are 1..={n}"
-        )));
-    }
-    Ok(Json(to_body(
-        &s.engine,
-        String::new(),
-        s.engine.recommend_for_history(&req.history, k),
-    )))
+    let (group, ranked) = s.engine.recommend_for_history(&req.history, k, req.group)?;
+    Ok(Json(to_body(&s.engine, String::new(), group, ranked)))
 }
 
 async fn scorer(State(s): State<AppState>) -> Json<shared::sasrec::SasRec> {
@@ -239,23 +262,15 @@ async fn recommendations(
     q: Result<Query<KQuery>, QueryRejection>,
 ) -> ApiResult<Recommendations> {
     let Query(q) = q?;
-    let k = q.k.unwrap_or(20);
-    if k == 0 || k > MAX_K {
-        return Err(Error::BadRequest(format!(
-            "k must be between 1 and {MAX_K}"
-        )));
-    }
+    let k = check_k(q.k)?;
     let u = find_user(&s.engine, &id)?;
-    let items = s
-        .engine
-        .recommend(u, k)
-        .into_iter()
-        .map(|r| Recommendation {
-            item: item(&s.engine, r.item),
-            score: r.score,
-        })
-        .collect();
-    Ok(Json(Recommendations { user: id, items }))
+    let group = s.engine.group_of(u);
+    Ok(Json(to_body(
+        &s.engine,
+        id,
+        group,
+        s.engine.recommend(u, k),
+    )))
 }
 
 async fn user_state(
@@ -265,11 +280,22 @@ async fn user_state(
     let u = find_user(&s.engine, &id)?;
     Ok(Json(UserState {
         user: id,
+        group: s.engine.group_of(u),
         vector_b64: encode_f32(s.engine.state(u)),
         exclude: s.engine.seen(u).to_vec(),
     }))
 }
 
-async fn item_table(State(s): State<AppState>) -> Json<api::ItemTableBody> {
-    Json((*s.table_body).clone())
+#[derive(Debug, Deserialize)]
+struct GroupQuery {
+    group: Option<usize>,
+}
+
+async fn item_table(
+    State(s): State<AppState>,
+    q: Result<Query<GroupQuery>, QueryRejection>,
+) -> ApiResult<api::ItemTableBody> {
+    let Query(q) = q?;
+    let g = s.engine.check_group(q.group.unwrap_or(0))?;
+    Ok(Json(s.table_bodies[g].clone()))
 }

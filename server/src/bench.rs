@@ -1,12 +1,12 @@
 //! Speed benchmarks behind `perpeft bench`: how many items per second the backbone encodes,
 //! forward only (inference) and forward + backward + AdamW step through an adapter (the training
-//! hot path), on every device asked for. The shapes follow `shared/bench/reference_hot_path.py`
-//! (224×224 images, 32 title tokens, loss = mean of the squared features) so the two tables can
-//! be read side by side. Weights are synthetic where speed does not depend on them.
+//! hot path), on every device asked for. The shapes follow the PyTorch reference benchmark that
+//! is run beside it (224×224 images, 32 title tokens, loss = mean of the squared features), so
+//! the two tables can be read side by side. Weights are synthetic where speed does not depend
+//! on them.
 
 use std::time::Instant;
 
-use anyhow::Result;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 
@@ -18,6 +18,7 @@ use crate::backbone::tokenize::Tokens;
 use crate::backbone::weights::WeightFile;
 use crate::backbone::{Encoder, ImageTower, ItemInputs, TextTower};
 use crate::device::DeviceChoice;
+use crate::error::Result;
 
 /// One measured configuration.
 #[derive(Clone, Debug)]

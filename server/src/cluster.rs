@@ -1,8 +1,8 @@
-//! User grouping (method doc §8): k-means (linfa, k-means++ initialisation, seeded, several
-//! restarts, at most 100 iterations) over user representations, the random-grouping ablation,
-//! and the nearest-centroid assignment of a user the model has not seen.
+//! `cluster` owns how users are grouped (docs/method.md §8): k-means (linfa, k-means++
+//! initialisation, seeded, several restarts, at most 100 iterations) over user representations,
+//! and the random-grouping ablation. Both give a [`Groups`] record; assigning a user the model
+//! has not seen is [`Groups::nearest`].
 
-use anyhow::{Context, Result};
 use linfa::DatasetBase;
 use linfa::prelude::*;
 use linfa_clustering::{KMeans, KMeansInit};
@@ -10,58 +10,21 @@ use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256Plus;
 use rand_xoshiro::rand_core::SeedableRng as _;
-use serde::{Deserialize, Serialize};
+
+pub use crate::config::Groups;
+use crate::error::{Error, Result};
 
 /// k-means restarts (sklearn's `n_init` of the versions the reference ran with).
 pub const RESTARTS: usize = 10;
 
-/// A grouping of users.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Groups {
-    /// Number of groups.
-    pub k: usize,
-    /// Width of a user representation.
-    pub dim: usize,
-    /// Row-major centroids `[k, dim]`.
-    pub centroids: Vec<f32>,
-    /// Group of each user (dataset user index).
-    pub assignment: Vec<usize>,
-    /// How the groups were made (`kmeans` or `random`).
-    pub how: String,
-}
-
-impl Groups {
-    /// Users of each group, in increasing user index.
-    pub fn members(&self) -> Vec<Vec<usize>> {
-        let mut out = vec![Vec::new(); self.k];
-        for (u, &g) in self.assignment.iter().enumerate() {
-            out[g].push(u);
-        }
-        out
-    }
-
-    /// The group whose centroid is nearest (squared Euclidean) to `state`: how a user the
-    /// model has not seen is assigned, from their global-model state.
-    pub fn nearest(&self, state: &[f32]) -> usize {
-        assert_eq!(state.len(), self.dim, "state width");
-        (0..self.k)
-            .map(|g| {
-                let c = &self.centroids[g * self.dim..(g + 1) * self.dim];
-                let d: f32 = c.iter().zip(state).map(|(a, b)| (a - b) * (a - b)).sum();
-                (g, d)
-            })
-            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
-            .map(|(g, _)| g)
-            .expect("k > 0")
-    }
-}
-
 /// k-means of `points` (`n × dim`, row-major) into `k` groups, seeded.
 pub fn kmeans(points: &[f32], dim: usize, k: usize, seed: u64) -> Result<Groups> {
     let n = points.len() / dim;
-    anyhow::ensure!(n >= k, "{n} users cannot form {k} groups");
+    if n < k {
+        return Err(Error::Invalid(format!("{n} users cannot form {k} groups")));
+    }
     let data = Array2::from_shape_vec((n, dim), points.iter().map(|&x| x as f64).collect())
-        .context("user representations")?;
+        .map_err(|e| Error::Compute(format!("user representations: {e}")))?;
     let dataset = DatasetBase::from(data);
     let model = KMeans::params_with_rng(k, Xoshiro256Plus::seed_from_u64(seed))
         .init_method(KMeansInit::KMeansPlusPlus)
@@ -69,7 +32,7 @@ pub fn kmeans(points: &[f32], dim: usize, k: usize, seed: u64) -> Result<Groups>
         .max_n_iterations(100)
         .tolerance(1e-4)
         .fit(&dataset)
-        .map_err(|e| anyhow::anyhow!("k-means: {e}"))?;
+        .map_err(|e| Error::Compute(format!("k-means: {e}")))?;
     let assignment: Vec<usize> = model.predict(&dataset).to_vec();
     Ok(Groups {
         k,

@@ -57,7 +57,7 @@ fn wgpu_real_gpu() -> Option<Device> {
 
 impl DeviceChoice {
     /// Resolves the choice; `wgpu` fails with a clear message when no adapter exists.
-    pub fn resolve(self) -> anyhow::Result<Resolved> {
+    pub fn resolve(self) -> crate::error::Result<Resolved> {
         match self {
             DeviceChoice::Flex => Ok(Resolved {
                 device: Device::flex(),
@@ -69,11 +69,11 @@ impl DeviceChoice {
                     name: "wgpu",
                 })
                 .map_err(|e| {
-                    anyhow::anyhow!(
+                    crate::error::Error::Unavailable(format!(
                         "wgpu found no usable adapter ({e}); install a GPU driver or Mesa's \
                          software Vulkan (`apt-get install mesa-vulkan-drivers libvulkan1`), \
                          or use --device flex"
-                    )
+                    ))
                 }),
             DeviceChoice::Auto => Ok(match wgpu_real_gpu() {
                 Some(device) => Resolved {

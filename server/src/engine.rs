@@ -1,15 +1,21 @@
-//! `engine` owns what the server serves: the dataset, the trained model's item table, its SASRec
-//! as the plain-Rust `shared::sasrec::SasRec`, and every user's current state, computed once at
-//! start-up with that same code the browser runs; ranking itself is `shared::scorer`.
+//! `engine` owns a loaded run, ready to serve: any finished run (id-only, frozen, global PEFT,
+//! or PerPEFT with one item table per group), its dataset, SASRec as the plain-Rust
+//! `shared::sasrec::SasRec`, every user's group and current state (computed once, with the same
+//! code the browser runs), and, for PerPEFT, the centroids and the global model that place a
+//! history it has not seen in a group. Ranking is `shared::scorer`.
+//!
+//! Invariant: after [`Engine::open`] nothing here touches burn or the disk: a request is plain
+//! Rust over vectors in memory.
 
 use burn::prelude::*;
 use shared::{ItemTable, Scored, top_k};
 
+use crate::config::{Groups, RunRecord};
 use crate::data::{Dataset, sorted_distinct};
-use crate::rec::SasRec;
-use crate::store::RunRecord;
+use crate::error::{Error, Result};
+use crate::store::RunDir;
 
-/// A loaded model ready to rank for every user of its dataset.
+/// A loaded run ready to rank for every user of its dataset, and for new histories.
 #[derive(Debug)]
 pub struct Engine {
     /// The dataset served.
@@ -17,11 +23,24 @@ pub struct Engine {
     /// The run the model came from.
     pub record: RunRecord,
     dim: usize,
-    table: Vec<f32>,
+    /// One item table per group, row-major, row 0 = padding.
+    tables: Vec<Vec<f32>>,
     scorer: shared::sasrec::SasRec,
+    /// Each user's group (all 0 for a single-table run).
+    assignment: Vec<usize>,
+    grouping: Option<Grouping>,
+    /// Each user's state under their group's table, row-major `[users, dim]`.
     states: Vec<f32>,
     /// Per user, sorted distinct history items (never recommended).
     seen: Vec<Vec<u32>>,
+}
+
+/// What places a new history in a group: the global model and the groups' centroids.
+#[derive(Debug)]
+struct Grouping {
+    groups: Groups,
+    scorer: shared::sasrec::SasRec,
+    table: Vec<f32>,
 }
 
 /// Row-major floats of a 2-D tensor.
@@ -30,38 +49,58 @@ pub fn to_vec(t: Tensor<2>) -> Vec<f32> {
 }
 
 impl Engine {
-    /// Takes the run's item table and computes each user's state (SASRec over the last
-    /// `max_len` items of the whole history) with `model`'s weights.
-    pub fn new(
-        dataset: Dataset,
-        model: &SasRec,
-        table: Tensor<2>,
-        record: RunRecord,
-    ) -> anyhow::Result<Self> {
+    /// Loads the best epoch of the run in `dir` onto `device` and computes every user's state.
+    /// `dataset` must be the data the run was trained on (same checksum).
+    pub fn open(dir: &RunDir, dataset: Dataset, device: &Device) -> Result<Self> {
+        let model = dir.load_model(device)?;
+        let record = model.record;
         if record.dataset_checksum != dataset.checksum {
-            anyhow::bail!(
-                "the model was trained on {} with checksum {}, but the data on disk has checksum {}",
+            return Err(Error::Conflict(format!(
+                "{} was trained on {} with checksum {}, but the data on disk has checksum {}",
+                dir.path().display(),
                 record.dataset,
                 record.dataset_checksum,
                 dataset.checksum
-            );
+            )));
         }
-        let table_t = table;
-        let [rows, dim] = table_t.dims();
-        if rows != dataset.n_items() + 1 {
-            anyhow::bail!(
-                "model has {} item rows, dataset has {} items",
-                rows - 1,
-                dataset.n_items()
-            );
-        }
-        let table = to_vec(table_t);
-        let scorer = model.to_scorer();
-        let item_table = ItemTable::new(dim, &table).expect("table rows are whole");
+        let rows = dataset.n_items() + 1;
+        let scorer = model.sasrec.to_scorer();
+        let dim = scorer.hidden;
+        let tables = model
+            .tables
+            .into_iter()
+            .map(|t| table_values(t, rows, dim, dir))
+            .collect::<Result<Vec<_>>>()?;
+        let (assignment, grouping) = if tables.len() > 1 {
+            let groups = dir.read_groups()?;
+            if groups.k != tables.len() || groups.assignment.len() != dataset.n_users() {
+                return Err(Error::format(
+                    &dir.groups_file(),
+                    format!(
+                        "{} groups over {} users do not fit {} item tables and {} users",
+                        groups.k,
+                        groups.assignment.len(),
+                        tables.len(),
+                        dataset.n_users()
+                    ),
+                ));
+            }
+            let global = dir.load_global(device)?;
+            let table = table_values(global.tables[0].clone(), rows, dim, &dir.global())?;
+            let grouping = Grouping {
+                scorer: global.sasrec.to_scorer(),
+                table,
+                groups: groups.clone(),
+            };
+            (groups.assignment, Some(grouping))
+        } else {
+            (vec![0; dataset.n_users()], None)
+        };
         let states = dataset
             .sequences
             .iter()
-            .flat_map(|s| scorer.user_state(&item_table, s))
+            .zip(&assignment)
+            .flat_map(|(s, &g)| scorer.user_state(&item_table(dim, &tables[g]), s))
             .collect();
         let seen = dataset
             .sequences
@@ -70,8 +109,10 @@ impl Engine {
             .collect();
         Ok(Self {
             dim,
-            table,
+            tables,
             scorer,
+            assignment,
+            grouping,
             states,
             seen,
             dataset,
@@ -79,12 +120,22 @@ impl Engine {
         })
     }
 
-    /// The item table, row-major, row 0 = padding.
-    pub fn table(&self) -> ItemTable<'_> {
-        ItemTable::new(self.dim, &self.table).expect("table rows are whole")
+    /// Number of user groups (1 for a single-table run).
+    pub fn n_groups(&self) -> usize {
+        self.tables.len()
     }
 
-    /// The state vector of user index `u`.
+    /// The group of user index `u`.
+    pub fn group_of(&self, u: usize) -> usize {
+        self.assignment[u]
+    }
+
+    /// The item table of group `g`, row-major, row 0 = padding.
+    pub fn table(&self, g: usize) -> ItemTable<'_> {
+        item_table(self.dim, &self.tables[g])
+    }
+
+    /// The state vector of user index `u` (under their group's table).
     pub fn state(&self, u: usize) -> &[f32] {
         &self.states[u * self.dim..(u + 1) * self.dim]
     }
@@ -99,14 +150,83 @@ impl Engine {
         &self.scorer
     }
 
-    /// The `k` best items for an arbitrary history (a new user), excluding the history.
-    pub fn recommend_for_history(&self, history: &[u32], k: usize) -> Vec<Scored> {
-        let state = self.scorer.user_state(&self.table(), history);
-        top_k(&state, &self.table(), &sorted_distinct(history), k)
+    /// The group a history of item ids (oldest first) belongs to: for PerPEFT, the nearest
+    /// centroid to its state under the global model (how the groups were made, docs/method.md
+    /// §8); 0 for a single-table run.
+    pub fn assign(&self, history: &[u32]) -> usize {
+        match &self.grouping {
+            Some(g) => {
+                let table = item_table(self.dim, &g.table);
+                g.groups.nearest(&g.scorer.user_state(&table, history))
+            }
+            None => 0,
+        }
     }
 
-    /// The `k` best unseen items for user index `u`.
-    pub fn recommend(&self, u: usize, k: usize) -> Vec<Scored> {
-        top_k(self.state(u), &self.table(), self.seen(u), k)
+    /// The `k` best items for a history the model has not seen, excluding the history, with
+    /// group `group`'s table or, by default, the group the history is assigned to. Returns the
+    /// group used and the ranking.
+    pub fn recommend_for_history(
+        &self,
+        history: &[u32],
+        k: usize,
+        group: Option<usize>,
+    ) -> Result<(usize, Vec<Scored>)> {
+        let n = self.dataset.n_items() as u32;
+        if let Some(bad) = history.iter().find(|&&i| i == 0 || i > n) {
+            return Err(Error::Invalid(format!(
+                "unknown item id {bad}: ids are 1..={n}"
+            )));
+        }
+        let g = match group {
+            Some(g) => self.check_group(g)?,
+            None => self.assign(history),
+        };
+        let table = self.table(g);
+        let state = self.scorer.user_state(&table, history);
+        Ok((g, top_k(&state, &table, &sorted_distinct(history), k)))
     }
+
+    /// `g` if the run has such a group.
+    pub fn check_group(&self, g: usize) -> Result<usize> {
+        if g < self.n_groups() {
+            Ok(g)
+        } else {
+            Err(Error::Invalid(format!(
+                "group {g} does not exist: the run has {} group(s), 0..{}",
+                self.n_groups(),
+                self.n_groups()
+            )))
+        }
+    }
+
+    /// The `k` best unseen items for user index `u`, with their group's table.
+    pub fn recommend(&self, u: usize, k: usize) -> Vec<Scored> {
+        top_k(
+            self.state(u),
+            &self.table(self.group_of(u)),
+            self.seen(u),
+            k,
+        )
+    }
+}
+
+fn item_table(dim: usize, data: &[f32]) -> ItemTable<'_> {
+    ItemTable::new(dim, data).expect("tables are checked to be whole rows when loaded")
+}
+
+/// A table's values, checked to have one row per item of the dataset and SASRec's width.
+fn table_values(t: Tensor<2>, rows: usize, dim: usize, dir: &RunDir) -> Result<Vec<f32>> {
+    let [r, d] = t.dims();
+    if (r, d) != (rows, dim) {
+        return Err(Error::format(
+            &dir.tables_file(),
+            format!(
+                "a table of {} items × {d} does not fit {} items × {dim}",
+                r.saturating_sub(1),
+                rows - 1
+            ),
+        ));
+    }
+    Ok(to_vec(t))
 }

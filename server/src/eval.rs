@@ -156,15 +156,6 @@ pub fn evaluate(model: &SasRec, table: &Tensor<2>, split: &Split, phase: Phase) 
     metrics_from_ranks(&ranks(model, table, split, phase))
 }
 
-/// Validation and test metrics of `model` (inference mode) on `split`, with its ID item table.
-pub fn evaluate_both(model: &SasRec, split: &Split) -> (Metrics, Metrics) {
-    let table = model.id_table();
-    (
-        evaluate(model, &table, split, Phase::Valid),
-        evaluate(model, &table, split, Phase::Test),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,21 +1,25 @@
-//! The `perpeft` command: `train`, `serve`, `data stats`.
+//! The `perpeft` command: `train`, `eval`, `serve`, `runs`, `data stats`, `bench encode`.
+//! Flags are parsed here and turned into library calls; nothing else happens here.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use perpeft::api::{AppState, router, serve};
+use perpeft::config::{
+    BackboneChoice, Method, Modality, PeftKind, RunRecord, SasRecConfig, TrainConfig,
+};
 use perpeft::data::Split;
 use perpeft::data::{self, Dataset, Format};
 use perpeft::device::DeviceChoice;
 use perpeft::engine::Engine;
 use perpeft::eval::{Phase, evaluate_grouped};
-use perpeft::peft::PeftKind;
-use perpeft::rec::SasRecConfig;
 use perpeft::rec::sasrec::Mode;
-use perpeft::store;
-use perpeft::train::{BackboneChoice, Method, Modality, Start, TrainConfig};
+use perpeft::store::{Registry, RunDir, RunRow};
+use perpeft::train::Start;
+use serde::Serialize;
+use shared::api::Metrics;
 
 #[derive(Parser)]
 #[command(
@@ -30,7 +34,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train an ID-only SASRec and save the best-validation model.
+    /// Train a recommender (id-only, frozen, global-peft or perpeft) into a run directory,
+    /// keeping its best validation epoch.
     Train(TrainArgs),
     /// Re-evaluate a saved run on its dataset (checksum-verified) and print its metrics.
     Eval(EvalArgs),
@@ -107,55 +112,8 @@ struct TrainArgs {
     /// flags given on the command line override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// How item embeddings are made [default: id-only].
-    #[arg(long, value_enum)]
-    method: Option<Method>,
-    /// Backbone of multimodal methods [default: minilm].
-    #[arg(long, value_enum)]
-    backbone: Option<BackboneChoice>,
-    /// CLIP directory in the Hugging Face layout (for --backbone clip).
-    #[arg(long)]
-    clip_dir: Option<PathBuf>,
-    /// Epochs [default: 30].
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Seed of initialisation, sampling and dropout [default: 42].
-    #[arg(long)]
-    seed: Option<u64>,
-    /// AdamW learning rate of SASRec and the projector [default: 1e-3].
-    #[arg(long)]
-    lr: Option<f64>,
-    /// AdamW weight decay of SASRec and the projector [default: 1e-4].
-    #[arg(long)]
-    weight_decay: Option<f64>,
-    /// PEFT method of global-peft and perpeft [default: lora].
-    #[arg(long, value_enum)]
-    peft: Option<PeftKind>,
-    /// LoRA rank [default: 4].
-    #[arg(long)]
-    rank: Option<usize>,
-    /// Number of user groups (perpeft) [default: 8].
-    #[arg(long)]
-    groups: Option<usize>,
-    /// Epochs of perpeft's global stage [default: 10]; --epochs counts the per-group stage.
-    #[arg(long)]
-    global_epochs: Option<usize>,
-    /// perpeft: take the global stage from this finished global-peft run (its last epoch;
-    /// --global-epochs must equal its epochs) instead of training it.
-    #[arg(long)]
-    global_from: Option<PathBuf>,
-    /// Ablation: random user groups instead of k-means.
-    #[arg(long)]
-    random_groups: bool,
-    /// Ablation: uniform negatives over all items in the per-group stage.
-    #[arg(long)]
-    uniform_negatives: bool,
-    /// Ablation: global-peft with one LoRA adapter of rank groups × rank.
-    #[arg(long)]
-    large_global: bool,
-    /// Ablation: which item-feature halves to use (both, text, image).
-    #[arg(long, value_enum)]
-    modality: Option<Modality>,
+    #[command(flatten)]
+    flags: ConfigFlags,
     /// SASRec padding treatment: reference (the PerPEFT code) or standard (masked).
     #[arg(long, default_value = "reference")]
     mode: Mode,
@@ -170,56 +128,89 @@ struct TrainArgs {
     overwrite: bool,
 }
 
+/// The training flags: overrides of `TrainConfig` fields, serialised under the field's path
+/// (`TrainConfig::with_overrides`); a flag not given leaves the field as the defaults or the
+/// `--config` file set it.
+#[derive(Args, Clone, Default, Serialize)]
+struct ConfigFlags {
+    /// How item embeddings are made [default: id-only].
+    #[arg(long, value_enum)]
+    method: Option<Method>,
+    /// Backbone of multimodal methods [default: minilm].
+    #[arg(long, value_enum)]
+    backbone: Option<BackboneChoice>,
+    /// CLIP directory in the Hugging Face layout (for --backbone clip).
+    #[arg(long)]
+    clip_dir: Option<PathBuf>,
+    /// Epochs (of the per-group stage for perpeft) [default: 30].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Seed of initialisation, sampling, dropout and grouping [default: 42].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// AdamW learning rate of SASRec and the projector [default: 1e-3].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// AdamW weight decay of SASRec and the projector [default: 1e-4].
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// PEFT method of global-peft and perpeft [default: lora].
+    #[arg(long = "peft", value_enum)]
+    #[serde(rename = "peft.kind")]
+    peft_kind: Option<PeftKind>,
+    /// LoRA rank [default: 4].
+    #[arg(long = "rank")]
+    #[serde(rename = "peft.rank")]
+    peft_rank: Option<usize>,
+    /// Number of user groups (perpeft) [default: 8].
+    #[arg(long)]
+    groups: Option<usize>,
+    /// Epochs of perpeft's global stage [default: 10]; --epochs counts the per-group stage.
+    #[arg(long)]
+    global_epochs: Option<usize>,
+    /// perpeft: take the global stage from this finished global-peft run (its last epoch;
+    /// --global-epochs must equal its epochs) instead of training it.
+    #[arg(long)]
+    global_from: Option<PathBuf>,
+    /// Ablation: random user groups instead of k-means.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    random_groups: bool,
+    /// Ablation: uniform negatives over all items in the per-group stage.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    uniform_negatives: bool,
+    /// Ablation: global-peft with one LoRA adapter of rank groups × rank.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    large_global: bool,
+    /// Ablation: which item-feature halves to use (both, text, image).
+    #[arg(long, value_enum)]
+    modality: Option<Modality>,
+}
+
 impl TrainArgs {
     /// The configuration: defaults, then the TOML file, then the flags.
     fn config(&self) -> anyhow::Result<TrainConfig> {
-        let mut cfg = match &self.config {
+        let base = match &self.config {
             Some(path) => TrainConfig::from_toml_file(path)?,
             None => TrainConfig::default(),
         };
-        if let Some(v) = self.method {
-            cfg.method = v;
+        Ok(base.with_overrides(&self.flags)?)
+    }
+
+    /// The default run, trained into `out` (what `serve --train-if-missing` trains).
+    fn default_run(data: DataArgs, device: DeviceChoice, out: PathBuf) -> Self {
+        Self {
+            data,
+            device,
+            config: None,
+            flags: ConfigFlags::default(),
+            mode: Mode::Reference,
+            out,
+            resume: false,
+            overwrite: true,
         }
-        if let Some(v) = self.backbone {
-            cfg.backbone = v;
-        }
-        if let Some(v) = &self.clip_dir {
-            cfg.clip_dir = Some(v.clone());
-        }
-        if let Some(v) = self.epochs {
-            cfg.epochs = v;
-        }
-        if let Some(v) = self.seed {
-            cfg.seed = v;
-        }
-        if let Some(v) = self.lr {
-            cfg.lr = v;
-        }
-        if let Some(v) = self.weight_decay {
-            cfg.weight_decay = v;
-        }
-        if let Some(v) = self.peft {
-            cfg.peft.kind = v;
-        }
-        if let Some(v) = self.rank {
-            cfg.peft.rank = v;
-        }
-        if let Some(v) = self.groups {
-            cfg.groups = v;
-        }
-        if let Some(v) = self.global_epochs {
-            cfg.global_epochs = v;
-        }
-        if let Some(v) = &self.global_from {
-            cfg.global_from = Some(v.clone());
-        }
-        cfg.random_groups |= self.random_groups;
-        cfg.uniform_negatives |= self.uniform_negatives;
-        cfg.large_global |= self.large_global;
-        if let Some(v) = self.modality {
-            cfg.modality = v;
-        }
-        Ok(cfg)
     }
 }
 
@@ -324,7 +315,9 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
 
 fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
     let resolved = args.device.resolve()?;
-    let (model, tables, record) = store::load(&args.run, &resolved.device)?;
+    let dir = RunDir::new(&args.run);
+    let model = dir.load_model(&resolved.device)?;
+    let record = &model.record;
     let dataset = load_dataset(&DataArgs {
         data_dir: args.data_dir.clone(),
         dataset: record.dataset.clone(),
@@ -340,14 +333,26 @@ fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
     }
     let split = Split::leave_one_out(&dataset.sequences);
     let clock = std::time::Instant::now();
-    let assignment = if tables.len() > 1 {
-        store::read_groups(&args.run)?.assignment
+    let grouped = model.tables.len() > 1;
+    let assignment = if grouped {
+        dir.read_groups()?.assignment
     } else {
         vec![0; dataset.n_users()]
     };
-    let (valid, valid_groups) =
-        evaluate_grouped(&model, &tables, &assignment, &split, Phase::Valid);
-    let (test, test_groups) = evaluate_grouped(&model, &tables, &assignment, &split, Phase::Test);
+    let (valid, valid_groups) = evaluate_grouped(
+        &model.sasrec,
+        &model.tables,
+        &assignment,
+        &split,
+        Phase::Valid,
+    );
+    let (test, test_groups) = evaluate_grouped(
+        &model.sasrec,
+        &model.tables,
+        &assignment,
+        &split,
+        Phase::Test,
+    );
     let users_per_s = (valid.users + test.users) as f64 / clock.elapsed().as_secs_f64();
     println!(
         "run        {} ({} on {}, seed {}, best epoch {})",
@@ -367,7 +372,7 @@ fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
             m.hr10, m.ndcg10, m.hr20, m.ndcg20, m.hr30, m.ndcg30, m.users
         );
     }
-    if tables.len() > 1 {
+    if grouped {
         println!("per group (each user scored with their group's item table):");
         for (g, (v, t)) in valid_groups.iter().zip(&test_groups).enumerate() {
             println!(
@@ -383,13 +388,9 @@ fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn has_model(dir: &Path) -> bool {
-    dir.join(store::MODEL_FILE).exists() && dir.join(store::RECORD_FILE).exists()
-}
-
 async fn serve_cmd(mut args: ServeArgs) -> anyhow::Result<()> {
     if let Some(root) = &args.best_of {
-        let registry = store::Registry::open(root)?;
+        let registry = Registry::open(root)?;
         let (name, dir) = registry.best_run(&args.data.dataset)?.with_context(|| {
             format!(
                 "{} has no finished run on {}",
@@ -403,7 +404,8 @@ async fn serve_cmd(mut args: ServeArgs) -> anyhow::Result<()> {
         );
         args.model = dir;
     }
-    if !has_model(&args.model) {
+    let dir = RunDir::new(&args.model);
+    if !dir.has_model() {
         if !args.train_if_missing {
             anyhow::bail!(
                 "no model in {} (train one with `perpeft train --out {}` or pass --train-if-missing)",
@@ -411,31 +413,7 @@ async fn serve_cmd(mut args: ServeArgs) -> anyhow::Result<()> {
                 args.model.display()
             );
         }
-        let train_args = TrainArgs {
-            data: args.data.clone(),
-            device: args.device,
-            config: None,
-            method: None,
-            backbone: None,
-            clip_dir: None,
-            epochs: None,
-            seed: None,
-            lr: None,
-            weight_decay: None,
-            peft: None,
-            rank: None,
-            groups: None,
-            global_epochs: None,
-            global_from: None,
-            random_groups: false,
-            uniform_negatives: false,
-            large_global: false,
-            modality: None,
-            mode: Mode::Reference,
-            out: args.model.clone(),
-            resume: false,
-            overwrite: true,
-        };
+        let train_args = TrainArgs::default_run(args.data.clone(), args.device, args.model.clone());
         tokio::task::spawn_blocking(move || train(&train_args)).await??;
     }
     if !args.dist.join("index.html").exists() {
@@ -444,23 +422,62 @@ async fn serve_cmd(mut args: ServeArgs) -> anyhow::Result<()> {
             args.dist.display()
         );
     }
-    let dataset = load_dataset(&args.data)?;
-    let device = burn::tensor::Device::flex();
-    let (model, mut tables, record) = store::load(&args.model, &device)?;
-    if tables.len() > 1 {
-        anyhow::bail!(
-            "{} is a per-group (PerPEFT) run; the web app serves single-table runs for now (use `perpeft eval` for its per-group metrics)",
-            args.model.display()
-        );
-    }
-    let engine = Engine::new(dataset, &model, tables.remove(0), record)?;
+    let record: RunRecord = dir.read_record()?;
+    let dataset = load_dataset(&DataArgs {
+        dataset: record.dataset.clone(),
+        ..args.data.clone()
+    })?;
+    let resolved = args.device.resolve()?;
+    let engine = Engine::open(&dir, dataset, &resolved.device)?;
     let listener = tokio::net::TcpListener::bind((args.host, args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let addr = listener.local_addr()?;
+    println!(
+        "serving {} ({}, {} group(s)), loaded on {}",
+        args.model.display(),
+        engine.record.method,
+        engine.n_groups(),
+        resolved.name
+    );
     println!("PerPEFT Studio is serving at http://{addr}/");
     serve(listener, router(AppState::new(engine), &args.dist)).await?;
     Ok(())
+}
+
+/// The registry's runs as a Markdown table.
+fn runs_table(rows: &[RunRow]) -> String {
+    let mut s = String::from(
+        "| run | method | backbone | dataset | seed | device | status | epochs | best | HR@10 | NDCG@10 | HR@20 | NDCG@20 | s/epoch |\n\
+         |---|---|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let m = |f: fn(&Metrics) -> f64| {
+            r.test
+                .as_ref()
+                .map_or("-".into(), |t| format!("{:.4}", f(t)))
+        };
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {}/{} | {} | {} | {} | {} | {} | {} |\n",
+            r.name,
+            r.method,
+            r.backbone,
+            r.dataset,
+            r.seed,
+            r.device,
+            r.status,
+            r.epochs_done,
+            r.epochs,
+            r.best_epoch.map_or("-".into(), |e| e.to_string()),
+            m(|t| t.hr10),
+            m(|t| t.ndcg10),
+            m(|t| t.hr20),
+            m(|t| t.ndcg20),
+            r.seconds_per_epoch
+                .map_or("-".into(), |s| format!("{s:.2}")),
+        ));
+    }
+    s
 }
 
 fn main() -> anyhow::Result<()> {
@@ -518,8 +535,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Runs(args) => {
-            let registry = store::Registry::open(&args.root)?;
-            print!("{}", store::runs_table(&registry.list()?));
+            let registry = Registry::open(&args.root)?;
+            print!("{}", runs_table(&registry.list()?));
             Ok(())
         }
         Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()

@@ -72,9 +72,10 @@ fn batched_ranks_equal_brute_force() {
 #[test]
 fn a_saved_run_reproduces_its_recorded_metrics() {
     let _rng = common::rng_lock();
+    use perpeft::config::TrainConfig;
     use perpeft::device::DeviceChoice;
     use perpeft::eval::{Phase, evaluate};
-    use perpeft::train::{Start, TrainConfig, train};
+    use perpeft::train::{Start, train};
 
     let dataset = common::synthetic_dataset(200, 120, 17);
     let root = std::env::temp_dir().join(format!("perpeft-eval-run-{}", std::process::id()));
@@ -93,12 +94,14 @@ fn a_saved_run_reproduces_its_recorded_metrics() {
         Start::New,
     )
     .unwrap();
-    let (model, tables, loaded) = perpeft::store::load(&dir, &resolved.device).unwrap();
-    let table = &tables[0];
-    assert_eq!(loaded.best_epoch, record.best_epoch);
+    let loaded = perpeft::store::RunDir::new(&dir)
+        .load_model(&resolved.device)
+        .unwrap();
+    let (model, table) = (&loaded.sasrec, &loaded.tables[0]);
+    assert_eq!(loaded.record.best_epoch, record.best_epoch);
     let split = perpeft::data::Split::leave_one_out(&dataset.sequences);
-    let valid = evaluate(&model, table, &split, Phase::Valid);
-    let test = evaluate(&model, table, &split, Phase::Test);
+    let valid = evaluate(model, table, &split, Phase::Valid);
+    let test = evaluate(model, table, &split, Phase::Test);
     assert_eq!(test, record.test);
     assert_eq!(valid, record.epochs[record.best_epoch - 1].valid);
     std::fs::remove_dir_all(&root).unwrap();
@@ -109,8 +112,9 @@ fn a_saved_run_reproduces_its_recorded_metrics() {
 #[test]
 fn training_refuses_a_user_without_possible_negatives() {
     let _rng = common::rng_lock();
+    use perpeft::config::TrainConfig;
     use perpeft::device::DeviceChoice;
-    use perpeft::train::{Start, TrainConfig, train};
+    use perpeft::train::{Start, train};
     // "greedy" trains on items 1..=4 (its last two go to validation and test)
     let sequences = vec![vec![1, 2, 3, 4, 1, 2], vec![1, 2, 3]];
     let users = vec!["greedy".to_string(), "other".to_string()];

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
@@ -12,12 +13,13 @@ use perpeft::backbone::clip::{Clip, ClipConfig};
 use perpeft::backbone::site::Adaptable;
 use perpeft::backbone::weights::WeightFile;
 use perpeft::backbone::{Encoder, ImageTower, TextTower};
+use perpeft::config::{BackboneChoice, Method, RunRecord, SasRecConfig, TrainConfig};
 use perpeft::device::DeviceChoice;
+use perpeft::engine::Engine;
 use perpeft::eval::{Phase, evaluate_grouped};
 use perpeft::peft::{self, Peft, PeftConfig, PeftKind};
-use perpeft::rec::SasRecConfig;
-use perpeft::store;
-use perpeft::train::{BackboneChoice, Method, Start, TrainConfig, assign_new_user, train};
+use perpeft::store::RunDir;
+use perpeft::train::{Event, ItemSource, Observer, Stage, Start, train, train_with};
 
 fn clip_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backbones/clip-small")
@@ -64,8 +66,10 @@ fn every_adapter_trains_through_all_three_stages_and_reevaluates_from_disk() {
         assert_eq!(record.stages.len(), 2, "global and grouping timed");
 
         // groups and one item table per group are on disk and re-evaluate to the record
-        let groups = store::read_groups(&dir).unwrap();
-        let (sasrec, tables, _) = store::load(&dir, &resolved.device).unwrap();
+        let run = RunDir::new(&dir);
+        let groups = run.read_groups().unwrap();
+        let loaded = run.load_model(&resolved.device).unwrap();
+        let (sasrec, tables) = (loaded.sasrec, loaded.tables);
         assert_eq!(tables.len(), 3);
         let split = perpeft::data::Split::leave_one_out(&dataset.sequences);
         let (test, per_group) =
@@ -80,9 +84,7 @@ fn every_adapter_trains_through_all_three_stages_and_reevaluates_from_disk() {
         assert!(a.iter().zip(&b).any(|(x, y)| (x - y).abs() > 1e-6));
 
         // the best epoch's PEFT parameters are kept, without the frozen backbone
-        let adapters = std::fs::metadata(dir.join(store::ADAPTERS_FILE))
-            .unwrap()
-            .len();
+        let adapters = std::fs::metadata(run.adapters_file()).unwrap().len();
         let per_adapter_bytes = 4 * record.adapter_params.unwrap() as u64;
         assert!(
             adapters >= 3 * per_adapter_bytes && adapters < 3 * per_adapter_bytes + 200_000,
@@ -93,12 +95,15 @@ fn every_adapter_trains_through_all_three_stages_and_reevaluates_from_disk() {
         ranks_by_hand_match_the_record(&sasrec, &tables, &groups.assignment, &split, &record);
 
         // a known user's train + validation history (what grouping clustered) is assigned, as a
-        // new history through the saved global model, to the group recorded for that user
+        // new history, to the group recorded for that user: by the engine, in plain Rust over
+        // the saved global model and centroids
+        let engine = Engine::open(&run, dataset.clone(), &resolved.device).unwrap();
+        assert_eq!(engine.n_groups(), 3);
         for (u, &recorded) in groups.assignment.iter().enumerate() {
             let mut history = split.train[u].clone();
             history.extend(split.valid[u]);
-            let g = assign_new_user(&dir, &history, &resolved.device).unwrap();
-            assert_eq!(g, recorded, "{kind:?}: user {u}");
+            assert_eq!(engine.assign(&history), recorded, "{kind:?}: user {u}");
+            assert_eq!(engine.group_of(u), recorded);
         }
         assert!(
             groups.members().iter().all(|m| !m.is_empty()),
@@ -116,7 +121,7 @@ fn ranks_by_hand_match_the_record(
     tables: &[Tensor<2>],
     assignment: &[usize],
     split: &perpeft::data::Split,
-    record: &store::RunRecord,
+    record: &RunRecord,
 ) {
     use perpeft::eval::{metrics_from_ranks, ranks};
     use shared::ItemTable;
@@ -217,9 +222,9 @@ fn a_finished_global_peft_run_is_the_global_stage_of_a_perpeft_run() {
     let reused = common::new_run(&dataset, &model_cfg, &from, &root.join("reused"));
     // same groups, same per-group training: the global-peft run was stage 1. (The training
     // loss has been seen to differ in its last bits, 2.5e-8 relative; the metrics do not.)
-    let groups = |d: &str| store::read_groups(&root.join(d)).unwrap().assignment;
+    let groups = |d: &str| RunDir::new(root.join(d)).read_groups().unwrap().assignment;
     assert_eq!(groups("straight"), groups("reused"));
-    let metrics = |r: &store::RunRecord| {
+    let metrics = |r: &RunRecord| {
         r.epochs
             .iter()
             .map(|e| (e.epoch, e.valid, e.test))
@@ -234,7 +239,7 @@ fn a_finished_global_peft_run_is_the_global_stage_of_a_perpeft_run() {
             b.loss
         );
     }
-    let global_seconds = |r: &store::RunRecord| r.stages[0].1;
+    let global_seconds = |r: &RunRecord| r.stages[0].1;
     assert!(
         global_seconds(&reused) > 0.0,
         "the reused stage's time is reported"
@@ -294,7 +299,10 @@ fn ablation_flags_change_what_they_name() {
     };
     let r = common::new_run(&dataset, &model_cfg, &random, &root.join("r"));
     assert_eq!(r.method, "perpeft-iisan+random-groups");
-    assert_eq!(store::read_groups(&root.join("r")).unwrap().how, "random");
+    assert_eq!(
+        RunDir::new(root.join("r")).read_groups().unwrap().how,
+        "random"
+    );
     assert_ne!(
         common::epoch_metrics(&r.epochs),
         common::epoch_metrics(&kmeans.epochs)
@@ -363,8 +371,8 @@ fn adapter_counts_on_full_clip_match_the_paper() {
         };
         Peft::Encoder(peft::attach(encoder.clone(), &cfg, &device)).adapter_params()
     };
-    assert_eq!(count(PeftKind::Lora), 245_760, "method doc §3.2");
-    assert_eq!(count(PeftKind::Ia3), 46_080, "method doc §3.3");
+    assert_eq!(count(PeftKind::Lora), 245_760, "docs/method.md §3.2");
+    assert_eq!(count(PeftKind::Ia3), 46_080, "docs/method.md §3.3");
 }
 
 #[test]
@@ -405,7 +413,7 @@ fn only_the_active_adapter_of_a_bank_learns() {
 #[test]
 fn modality_ablations_use_the_named_feature_half() {
     let _rng = common::rng_lock();
-    use perpeft::train::Modality;
+    use perpeft::config::Modality;
     let root = common::scratch("modality");
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tests/fixtures/amazon");
     let dataset = perpeft::data::load(perpeft::data::Format::Amazon, &data, "toy").unwrap();
@@ -429,7 +437,10 @@ fn modality_ablations_use_the_named_feature_half() {
         let dir = root.join(label);
         let r = common::new_run(&dataset, &model_cfg, &frozen(m), &dir);
         assert_eq!(r.method, label);
-        let (_, t, _) = store::load(&dir, &resolved.device).unwrap();
+        let t = RunDir::new(&dir)
+            .load_model(&resolved.device)
+            .unwrap()
+            .tables;
         tables.push(t[0].clone().into_data().iter::<f32>().collect::<Vec<f32>>());
     }
     // the image+text and text-only caches are separate files (keyed by modality)
@@ -441,6 +452,53 @@ fn modality_ablations_use_the_named_feature_half() {
     assert_eq!(cached.len(), 2, "{cached:?}");
     assert!(cached[0].starts_with("clip-image-text-toy") && cached[1].starts_with("clip-text-toy"));
     assert!(tables[0] != tables[1] && tables[1] != tables[2] && tables[0] != tables[2]);
+    // the mechanism, through the item source `train()` builds: image-only keeps the first
+    // (image) columns of the image+text feature, text-only the last (text) columns; and the
+    // same for a LoRA-adapted encoder
+    for method in [Method::Frozen, Method::GlobalPeft] {
+        let features = |modality| {
+            let cfg = TrainConfig {
+                method,
+                ..frozen(modality)
+            };
+            let (source, _) = ItemSource::build(
+                &cfg,
+                &dataset,
+                &resolved.device,
+                &resolved.device.clone().autodiff(),
+            )
+            .unwrap();
+            let f = source.all(0, &dataset, &resolved.device).unwrap().unwrap();
+            let [rows, d] = f.dims();
+            (rows, d, f.into_data().iter::<f32>().collect::<Vec<f32>>())
+        };
+        let (rows, d, both) = features(Modality::Both);
+        let (_, dt, text) = features(Modality::Text);
+        let (_, di, image) = features(Modality::Image);
+        assert_eq!(
+            (di + dt, di),
+            (d, 16),
+            "{method:?}: CLIP-small halves are 16 wide"
+        );
+        for r in 0..rows {
+            let row = &both[r * d..(r + 1) * d];
+            assert_eq!(
+                &image[r * di..(r + 1) * di],
+                &row[..di],
+                "{method:?} row {r}"
+            );
+            let diff = text[r * dt..(r + 1) * dt]
+                .iter()
+                .zip(&row[di..])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            // the text half is encoded without the image tower: equal up to rounding
+            assert!(
+                diff <= 1e-6,
+                "{method:?} row {r}: text half differs by {diff}"
+            );
+        }
+    }
     // a dataset without images has no image half to keep
     let text_only_data = common::synthetic_dataset(40, 20, 1);
     let err = train(
@@ -456,5 +514,221 @@ fn modality_ablations_use_the_named_feature_half() {
         err.to_string().contains("needs a dataset with images"),
         "{err}"
     );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// Watches a training run: keeps the per-group stage's batches with their group, and stops the
+/// run at the first event `stop` accepts.
+struct Watch {
+    stop: fn(&Event<'_>) -> bool,
+    per_group: Vec<(usize, perpeft::data::sampler::Batch)>,
+}
+
+impl Watch {
+    fn new(stop: fn(&Event<'_>) -> bool) -> Self {
+        Self {
+            stop,
+            per_group: Vec::new(),
+        }
+    }
+}
+
+impl Observer for Watch {
+    fn on(&mut self, event: &Event<'_>) -> ControlFlow<()> {
+        if let Event::Step {
+            stage: Stage::Evaluated,
+            group,
+            batch,
+            ..
+        } = event
+        {
+            self.per_group.push((*group, (*batch).clone()));
+        }
+        if (self.stop)(event) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
+fn never(_: &Event<'_>) -> bool {
+    false
+}
+
+/// In `train()`'s per-group stage every batch holds one group's users, and its negatives are
+/// drawn from that group's pool (the items of its users' training histories) minus the user's
+/// own items; with the uniform-negatives ablation they are drawn from the whole catalogue.
+#[test]
+fn per_group_negatives_come_from_the_groups_pool() {
+    let _rng = common::rng_lock();
+    use perpeft::data::sampler::group_pool;
+    use perpeft::data::sorted_distinct;
+    let root = common::scratch("perpeft-negatives");
+    // 300 items, ~20 users a group with ~11 training items each: pools are partial
+    let dataset = common::synthetic_dataset(60, 300, 6);
+    let split = perpeft::data::Split::leave_one_out(&dataset.sequences);
+    let resolved = DeviceChoice::Flex.resolve().unwrap();
+    let model_cfg = SasRecConfig::new(300);
+    let mut outside = Vec::new();
+    for uniform in [false, true] {
+        let cfg = TrainConfig {
+            uniform_negatives: uniform,
+            epochs: 1,
+            ..config(PeftKind::Iisan, &root)
+        };
+        let dir = root.join(if uniform { "uniform" } else { "pool" });
+        let mut watch = Watch::new(never);
+        train_with(
+            &dataset,
+            &model_cfg,
+            &cfg,
+            &resolved,
+            &dir,
+            Start::New,
+            &mut watch,
+        )
+        .unwrap();
+        let groups = RunDir::new(&dir).read_groups().unwrap();
+        let pools: Vec<Vec<u32>> = groups
+            .members()
+            .iter()
+            .map(|users| group_pool(&split.train, users))
+            .collect();
+        assert!(pools.iter().all(|p| p.len() < 250), "pools must be partial");
+        let (mut drawn, mut out_of_pool) = (0, 0);
+        assert!(!watch.per_group.is_empty());
+        for (g, batch) in &watch.per_group {
+            for (row, &u) in batch.users.iter().enumerate() {
+                assert_eq!(groups.assignment[u], *g, "user {u} in a batch of group {g}");
+                let seen = sorted_distinct(&split.train[u]);
+                let cells = row * batch.max_len..(row + 1) * batch.max_len;
+                for (&pos, &neg) in batch.pos[cells.clone()].iter().zip(&batch.neg[cells]) {
+                    if pos == 0 {
+                        continue;
+                    }
+                    drawn += 1;
+                    assert!(
+                        seen.binary_search(&neg).is_err(),
+                        "user {u} saw negative {neg}"
+                    );
+                    let in_pool = pools[*g].binary_search(&neg).is_ok();
+                    if !uniform {
+                        let pool_covered = pools[*g].iter().all(|i| seen.binary_search(i).is_ok());
+                        assert!(
+                            in_pool || pool_covered,
+                            "group {g}: negative {neg} outside the pool"
+                        );
+                    }
+                    out_of_pool += usize::from(!in_pool);
+                }
+            }
+        }
+        outside.push((out_of_pool, drawn));
+    }
+    assert_eq!(outside[0].0, 0, "group negatives stay in the pool");
+    let (out, drawn) = outside[1];
+    assert!(
+        out * 10 > drawn,
+        "uniform negatives: only {out} of {drawn} outside the group's pool"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// Every tensor of a burnpack file (`.bpk`) by name, without parameter ids (fresh per process).
+fn pack_tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let reader = burn::store::burn_pack::Reader::from_file(path).unwrap();
+    reader
+        .tensor_names()
+        .into_iter()
+        .map(|n| (n.to_string(), reader.tensor_data(n).unwrap()))
+        .collect()
+}
+
+/// A PerPEFT run stopped in its global stage, or between grouping and its first per-group
+/// epoch, resumes to the run an uninterrupted one gives: the same groups, global model,
+/// adapters, best-epoch files and per-epoch figures.
+#[test]
+fn a_perpeft_run_stopped_in_any_stage_resumes_to_the_same_run() {
+    let _rng = common::rng_lock();
+    let root = common::scratch("perpeft-stops");
+    let dataset = common::synthetic_dataset(80, 40, 12);
+    let resolved = DeviceChoice::Flex.resolve().unwrap();
+    let model_cfg = SasRecConfig::new(40);
+    let cfg = TrainConfig {
+        global_epochs: 2,
+        epochs: 2,
+        ..config(PeftKind::Lora, &root)
+    };
+    let straight = common::new_run(&dataset, &model_cfg, &cfg, &root.join("straight"));
+    let in_global: fn(&Event<'_>) -> bool = |e| {
+        matches!(
+            e,
+            Event::Step {
+                stage: Stage::Global,
+                epoch: 2,
+                step: 2,
+                ..
+            }
+        )
+    };
+    let after_grouping: fn(&Event<'_>) -> bool = |e| matches!(e, Event::Grouped(_));
+    for (name, stop) in [("in-global", in_global), ("after-grouping", after_grouping)] {
+        let dir = root.join(name);
+        let mut watch = Watch::new(stop);
+        let err = train_with(
+            &dataset,
+            &model_cfg,
+            &cfg,
+            &resolved,
+            &dir,
+            Start::New,
+            &mut watch,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, perpeft::Error::Stopped { .. }),
+            "{name}: {err}"
+        );
+        let run = RunDir::new(&dir);
+        assert!(run.read_record().unwrap().epochs.is_empty());
+        assert_eq!(run.groups_file().exists(), name == "after-grouping");
+        let resumed = train(&dataset, &model_cfg, &cfg, &resolved, &dir, Start::Resume).unwrap();
+        assert_eq!(
+            common::epoch_metrics(&resumed.epochs),
+            common::epoch_metrics(&straight.epochs),
+            "{name}"
+        );
+        assert_eq!(
+            (resumed.best_epoch, resumed.test),
+            (straight.best_epoch, straight.test)
+        );
+        let want = RunDir::new(root.join("straight"));
+        assert_eq!(
+            run.read_groups().unwrap(),
+            want.read_groups().unwrap(),
+            "{name}"
+        );
+        for (a, b) in [
+            (run.global().model_file(), want.global().model_file()),
+            (run.global().tables_file(), want.global().tables_file()),
+            (run.model_file(), want.model_file()),
+            (run.tables_file(), want.tables_file()),
+        ] {
+            assert_eq!(
+                common::safetensors_tensors(&a),
+                common::safetensors_tensors(&b),
+                "{}",
+                a.display()
+            );
+        }
+        let adapters = pack_tensors(&run.adapters_file());
+        assert!(!adapters.is_empty());
+        assert_eq!(
+            adapters,
+            pack_tensors(&want.adapters_file()),
+            "{name}: adapters.bpk"
+        );
+    }
     std::fs::remove_dir_all(&root).unwrap();
 }

@@ -10,14 +10,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use burn::prelude::*;
+use perpeft::config::{BackboneChoice, Method, TrainConfig};
 use perpeft::data::sampler::Sampler;
 use perpeft::device::DeviceChoice;
 use perpeft::rec::loss::bce_loss;
 use perpeft::rec::{Projector, Recommender, SasRecConfig};
-use perpeft::store::{self, Registry};
-use perpeft::train::{
-    BackboneChoice, LocalBatch, Method, Start, TrainConfig, batch_tensors, train,
-};
+use perpeft::store::{Registry, RunDir};
+use perpeft::train::{LocalBatch, Start, batch_tensors, train};
 
 fn data_dir() -> PathBuf {
     std::env::var_os("PERPEFT_DATA_DIR")
@@ -32,15 +31,6 @@ fn perpeft(args: &[&str]) -> Command {
         cmd.arg("--data-dir").arg(data_dir());
     }
     cmd
-}
-
-/// Every tensor of a safetensors file by name, as raw bytes (the header's order may differ).
-fn tensors(path: &Path) -> std::collections::BTreeMap<String, (Vec<usize>, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.iter()
-        .map(|(name, t)| (name.to_string(), (t.shape().to_vec(), t.data().to_vec())))
-        .collect()
 }
 
 fn completed_epochs(root: &Path, name: &str) -> usize {
@@ -98,8 +88,9 @@ fn a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one() {
         .unwrap();
     assert!(status.success());
 
-    let a = store::read_record(&straight).unwrap();
-    let b = store::read_record(&killed).unwrap();
+    let (straight, killed) = (RunDir::new(&straight), RunDir::new(&killed));
+    let a = straight.read_record().unwrap();
+    let b = killed.read_record().unwrap();
     assert_eq!(b.epochs.len(), 6);
     for (x, y) in a.epochs.iter().zip(&b.epochs) {
         assert_eq!(
@@ -110,11 +101,13 @@ fn a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one() {
         );
     }
     assert_eq!((a.best_epoch, a.test), (b.best_epoch, b.test));
-    for file in [store::MODEL_FILE, store::TABLE_FILE] {
+    for file in [RunDir::model_file, RunDir::tables_file] {
+        let (x, y) = (file(&straight), file(&killed));
         assert_eq!(
-            tensors(&straight.join(file)),
-            tensors(&killed.join(file)),
-            "{file} differs"
+            common::safetensors_tensors(&x),
+            common::safetensors_tensors(&y),
+            "{} differs",
+            x.display()
         );
     }
     // the registry lists both as finished
@@ -231,14 +224,14 @@ fn the_batch_local_table_gives_the_full_table_loss() {
         pos,
         neg,
     );
-    let (items, seq, pos, neg) = local.tensors(&device);
-    let rows = features.select(0, items.clone());
+    let t = local.tensors(&device);
+    let rows = features.select(0, t.items.clone());
     let part = bce_loss(
         &model.sasrec,
-        model.table_rows(Some(rows), items),
-        seq,
-        pos,
-        neg,
+        model.table_rows(Some(rows), t.items),
+        t.seq,
+        t.pos,
+        t.neg,
     );
     let (a, b): (f32, f32) = (full.into_scalar(), part.into_scalar());
     assert!((a - b).abs() < 1e-6, "{a} vs {b}");

@@ -20,8 +20,10 @@ pub struct ModelInfo {
     pub method: String,
     /// Device the model was trained on, e.g. `flex` or `wgpu`.
     pub trained_on: String,
-    /// Epochs trained.
+    /// The selected (best validation) epoch.
     pub epochs: usize,
+    /// User groups, each with its own item table (1 for a single-table run).
+    pub groups: usize,
     /// Test metrics at the end of training (full ranking).
     pub test: Metrics,
 }
@@ -99,8 +101,10 @@ pub struct Recommendation {
 /// `GET /api/users/{id}/recommendations?k=`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Recommendations {
-    /// The dataset's own user id.
+    /// The dataset's own user id (empty for a new history).
     pub user: String,
+    /// The group whose item table ranked the items.
+    pub group: usize,
     /// Best first.
     pub items: Vec<Recommendation>,
 }
@@ -112,6 +116,9 @@ pub struct HistoryRequest {
     pub history: Vec<u32>,
     /// How many items (default 20).
     pub k: Option<usize>,
+    /// Rank with this group's item table instead of the group the history is assigned to.
+    #[serde(default)]
+    pub group: Option<usize>,
 }
 
 /// `GET /api/users/{id}/state`: what the browser needs to rank for this user itself.
@@ -119,15 +126,19 @@ pub struct HistoryRequest {
 pub struct UserState {
     /// The dataset's own user id.
     pub user: String,
+    /// The user's group: rank with `GET /api/items/table?group=` of it.
+    pub group: usize,
     /// SASRec's last hidden state for the user, [`crate::codec`]-encoded `f32`s.
     pub vector_b64: String,
     /// Internal ids the user already interacted with (never recommended).
     pub exclude: Vec<u32>,
 }
 
-/// `GET /api/items/table`: the item embedding table the scorer ranks against.
+/// `GET /api/items/table?group=`: one group's item embedding table (group 0 by default).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ItemTableBody {
+    /// The group the table belongs to.
+    pub group: usize,
     /// Vector dimension.
     pub dim: usize,
     /// Rows, padding row 0 included.

@@ -1,7 +1,7 @@
 //! Test harness for the end-to-end tests in `tests/`: trains a small model on the real
 //! ml-100k data once per test process and serves it on an ephemeral port of 127.0.0.1.
 //!
-//! Needs the fetched data (`scripts/fetch-data.sh` → `.cache/data`, or `PERPEFT_DATA_DIR`);
+//! Needs the fetched data (`scripts/fetch_data.py` → `.cache/data`, or `PERPEFT_DATA_DIR`);
 //! missing data is a test failure with instructions, never a skip.
 
 use std::net::SocketAddr;
@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use perpeft::api::{AppState, router, serve};
+use perpeft::config::{RunRecord, SasRecConfig, TrainConfig};
 use perpeft::data::{Dataset, Format};
 use perpeft::device::DeviceChoice;
 use perpeft::engine::Engine;
-use perpeft::rec::SasRecConfig;
-use perpeft::store::{self, RunRecord};
-use perpeft::train::{Start, TrainConfig, train};
+use perpeft::store::RunDir;
+use perpeft::train::{Start, train};
 
 /// Epochs of the test model: enough to be clearly better than chance, quick on a CPU.
 pub const TEST_EPOCHS: usize = 3;
@@ -96,10 +96,9 @@ pub fn server(dist: PathBuf) -> &'static TestServer {
             Start::Overwrite,
         )
         .expect("training the test model");
-        let (model, mut tables, record) =
-            store::load(&run_dir, &resolved.device).expect("loading the test model");
-        let engine =
-            Engine::new(dataset, &model, tables.remove(0), record.clone()).expect("engine");
+        let engine = Engine::open(&RunDir::new(&run_dir), dataset, &resolved.device)
+            .expect("loading the test model");
+        let record = engine.record.clone();
         let app = router(AppState::new(engine), &dist);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

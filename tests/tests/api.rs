@@ -59,6 +59,7 @@ async fn health_reports_a_model_better_than_chance() {
     assert_eq!(h.status, "ok");
     assert_eq!(h.dataset, "ml-100k");
     assert_eq!(h.model.method, "id-only");
+    assert_eq!(h.model.groups, 1, "a single-table run is one group");
     assert!(h.model.epochs >= 1 && h.model.epochs <= TEST_EPOCHS);
     // every ml-100k user has at least 20 ratings, so all 943 are evaluated
     assert_eq!(h.model.test.users, 943);
@@ -167,7 +168,14 @@ async fn recommendations_are_unseen_ranked_and_match_the_shared_scorer() {
 
     // What the browser does: rank with the state and the table, using the shared scorer.
     let state: UserState = ok("/api/users/196/state").await;
+    assert_eq!((state.group, recs.group), (0, 0));
     let table: ItemTableBody = ok("/api/items/table").await;
+    assert_eq!(table, ok::<ItemTableBody>("/api/items/table?group=0").await);
+    assert!(
+        error("/api/items/table?group=1", 400)
+            .await
+            .contains("group 1 does not exist")
+    );
     assert_eq!(table.rows, 1683);
     assert_eq!(table.items.len(), 1682);
     let data = decode_f32(&table.data_b64).unwrap();
@@ -235,6 +243,7 @@ async fn bad_histories_are_400_with_json() {
         ("{\"history\": [0]}", "unknown item id 0"),
         ("{\"history\": [1683]}", "unknown item id 1683"),
         ("{\"history\": [1], \"k\": 0}", "k must be"),
+        ("{\"history\": [1], \"group\": 1}", "group 1 does not exist"),
         ("{\"history\": \"x\"}", ""),
         ("not json", ""),
     ] {

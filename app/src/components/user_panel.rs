@@ -13,9 +13,6 @@ use crate::api;
 /// Recommendations shown per list.
 pub const K: usize = 20;
 
-/// The item table, fetched once per page load and shared through context.
-pub type TableResource = LocalResource<Result<ItemTableBody, String>>;
-
 /// SASRec's inference weights, fetched once per page load and shared through context.
 pub type ScorerResource = LocalResource<Result<SasRec, String>>;
 
@@ -36,6 +33,13 @@ pub fn UserPanel(user_id: String) -> impl IntoView {
     let state = LocalResource::new(move || {
         let id = id.clone();
         async move { api::user_state(&id).await }
+    });
+    // the user's own group's item table: what the server ranks them with
+    let table = LocalResource::new(move || async move {
+        match state.await {
+            Ok(s) => api::item_table(s.group).await,
+            Err(e) => Err(e),
+        }
     });
     view! {
         <h2 id="selected-user">{format!("User {user_id}")}</h2>
@@ -76,7 +80,6 @@ pub fn UserPanel(user_id: String) -> impl IntoView {
                 <h3>"Reranked in your browser (WASM)"</h3>
                 <Suspense fallback=|| view! { <p>"Loading scorer…"</p> }>
                     {move || Suspend::new(async move {
-                        let table = expect_context::<TableResource>();
                         let scorer = expect_context::<ScorerResource>();
                         match (state.await, table.await, scorer.await, detail.await) {
                             (Ok(s), Ok(t), Ok(m), Ok(d)) => view! { <BrowserRanking state=s table=t model=m detail=d/> }.into_any(),

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use crate::error::{Error, IoContext, Result};
 use burn::module::Param;
 use burn::nn::LayerNorm;
 use burn::prelude::*;
@@ -73,17 +73,18 @@ impl Bert {
     /// Loads `config.json` and `model.safetensors` from `dir`.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let config_path = dir.join("config.json");
-        let config: BertConfig = serde_json::from_str(
-            &std::fs::read_to_string(&config_path)
-                .with_context(|| format!("reading {}", config_path.display()))?,
-        )
-        .with_context(|| format!("{}: not a BERT config", config_path.display()))?;
-        anyhow::ensure!(
-            config.hidden_act == "gelu",
-            "{}: hidden_act {} is not supported (only exact gelu)",
-            config_path.display(),
-            config.hidden_act
-        );
+        let config: BertConfig =
+            serde_json::from_str(&std::fs::read_to_string(&config_path).at(&config_path)?)
+                .map_err(|e| Error::format(&config_path, format!("not a BERT config: {e}")))?;
+        if config.hidden_act != "gelu" {
+            return Err(Error::format(
+                &config_path,
+                format!(
+                    "hidden_act {} is not supported (only exact gelu)",
+                    config.hidden_act
+                ),
+            ));
+        }
         let mut w = WeightFile::open(&dir.join("model.safetensors"))?;
         let model = Self::from_weights(&mut w, &config, device)?;
         w.finish(|k| k.starts_with("pooler.") || k.starts_with("bert.pooler."))?;

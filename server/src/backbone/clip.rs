@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use crate::error::{Error, IoContext, Result};
 use burn::module::Param;
 use burn::nn::{LayerNorm, Linear};
 use burn::prelude::*;
@@ -231,11 +231,12 @@ pub struct Clip {
 
 impl ClipText {
     fn load(w: &mut WeightFile, c: &ClipTextConfig, proj: usize, device: &Device) -> Result<Self> {
-        anyhow::ensure!(
-            c.hidden_act == "quick_gelu",
-            "text hidden_act {} is not supported (only quick_gelu)",
-            c.hidden_act
-        );
+        if c.hidden_act != "quick_gelu" {
+            return Err(Error::Invalid(format!(
+                "CLIP text hidden_act {} is not supported (only quick_gelu)",
+                c.hidden_act
+            )));
+        }
         let d = c.hidden_size;
         let p = "text_model.";
         Ok(Self {
@@ -317,11 +318,12 @@ impl ClipVision {
         proj: usize,
         device: &Device,
     ) -> Result<Self> {
-        anyhow::ensure!(
-            c.hidden_act == "quick_gelu",
-            "vision hidden_act {} is not supported (only quick_gelu)",
-            c.hidden_act
-        );
+        if c.hidden_act != "quick_gelu" {
+            return Err(Error::Invalid(format!(
+                "CLIP vision hidden_act {} is not supported (only quick_gelu)",
+                c.hidden_act
+            )));
+        }
         let d = c.hidden_size;
         let p = "vision_model.";
         let grid = c.image_size / c.patch_size;
@@ -415,11 +417,8 @@ impl ClipConfig {
     /// `dir/config.json`.
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("config.json");
-        serde_json::from_str(
-            &std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?,
-        )
-        .with_context(|| format!("{}: not a CLIP config", path.display()))
+        serde_json::from_str(&std::fs::read_to_string(&path).at(&path)?)
+            .map_err(|e| Error::format(&path, format!("not a CLIP config: {e}")))
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use crate::error::Result;
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;

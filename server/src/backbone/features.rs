@@ -6,13 +6,13 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::error::{Error, Result};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{Backbone, BackboneSpec, Encoder};
 use crate::data::Dataset;
-use crate::store::{load_table, read_metadata, save_tables_with};
+use crate::store::tables::{load_table, read_metadata, save_tables_with};
 
 /// Items per call when computing a whole catalogue's IISAN hidden states (`peft`).
 pub const ENCODE_BATCH: usize = 64;
@@ -75,7 +75,7 @@ fn encode_in_buckets(
                     dataset
                         .image(real[k])
                         .map(|o| o.map(image::DynamicImage::ImageRgb8))
-                        .map_err(anyhow::Error::from)
+                        .map_err(Error::from)
                 })
                 .collect::<Result<Vec<_>>>()?
         } else {
@@ -159,15 +159,18 @@ pub fn frozen_table(
     let path = cache_path(cache_dir, spec, dataset, with_images);
     let rows = dataset.n_items() + 1;
     if path.exists() {
-        let recompute = || format!("{}: delete it to recompute", path.display());
-        let table = load_table(&path, device).with_context(recompute)?;
+        let recompute = |e: Error| Error::format(&path, format!("{e}; delete it to recompute"));
+        let table = load_table(&path, device).map_err(recompute)?;
         let shape = table.dims();
-        anyhow::ensure!(
-            shape[0] == rows,
-            "{}: {shape:?} does not fit {} items; delete it to recompute",
-            path.display(),
-            rows - 1
-        );
+        if shape[0] != rows {
+            return Err(Error::format(
+                &path,
+                format!(
+                    "{shape:?} does not fit {} items; delete it to recompute",
+                    rows - 1
+                ),
+            ));
+        }
         let image_dim = read_metadata(&path)?
             .get("image_dim")
             .and_then(|v| v.parse().ok())

@@ -19,7 +19,7 @@ pub mod weights;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use crate::error::{Error, Result};
 use burn::prelude::*;
 
 use self::bert::Bert;
@@ -274,7 +274,13 @@ impl Backbone {
     ) -> Result<ItemInputs> {
         let tokens = self.tokenizer.encode(texts)?;
         let (pixels, has_image) = if self.encoder.image.is_some() {
-            anyhow::ensure!(images.len() == texts.len(), "one image slot per item");
+            if images.len() != texts.len() {
+                return Err(Error::Invalid(format!(
+                    "{} images for {} items: one image slot per item",
+                    images.len(),
+                    texts.len()
+                )));
+            }
             let side = self.image_prep.crop;
             let blank = image::RgbImage::new(side, side);
             let cropped: Vec<image::RgbImage> = images

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{Result, anyhow};
+use crate::error::{Error, Result};
 use burn::prelude::*;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
@@ -43,11 +43,11 @@ impl TextTokenizer {
     /// Loads `tokenizer.json`, truncating at `max_len` tokens and padding with `pad_token`.
     pub fn from_file(path: &Path, max_len: usize, pad_token: &str) -> Result<Self> {
         let mut inner = Tokenizer::from_file(path)
-            .map_err(|e| anyhow!("{}: not a tokenizer.json: {e}", path.display()))?;
+            .map_err(|e| Error::format(path, format!("not a tokenizer.json: {e}")))?;
         let pad_id = inner.token_to_id(pad_token).ok_or_else(|| {
-            anyhow!(
-                "{}: the vocabulary has no padding token {pad_token}",
-                path.display()
+            Error::format(
+                path,
+                format!("the vocabulary has no padding token {pad_token}"),
             )
         })?;
         inner
@@ -55,7 +55,7 @@ impl TextTokenizer {
                 max_length: max_len,
                 ..Default::default()
             }))
-            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            .map_err(|e| Error::format(path, e))?;
         inner.with_padding(Some(PaddingParams {
             strategy: PaddingStrategy::BatchLongest,
             pad_id,
@@ -93,7 +93,7 @@ impl TextTokenizer {
         let enc = self
             .inner
             .encode_batch(texts.to_vec(), true)
-            .map_err(|e| anyhow!("tokenising: {e}"))?;
+            .map_err(|e| Error::Compute(format!("tokenising: {e}")))?;
         let len = enc.first().map_or(0, |e| e.get_ids().len());
         let mut ids = Vec::with_capacity(texts.len() * len);
         let mut mask = Vec::with_capacity(texts.len() * len);

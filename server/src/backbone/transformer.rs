@@ -2,7 +2,7 @@
 //! projections are adapter [`Site`]s, attention biases (padding, causal), pooling and L2
 //! normalisation with PyTorch's conventions.
 
-use anyhow::Result;
+use crate::error::Result;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
+use crate::error::{Error, IoContext, Result};
 use burn::module::Param;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
@@ -42,10 +42,12 @@ fn to_f32(bytes: &[u8], dtype: &str, name: &str, path: &Path) -> Result<Vec<f32>
         "F64" => chunks(8)
             .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
             .collect(),
-        other => bail!(
-            "{}: tensor {name} has dtype {other}; only float tensors are weights",
-            path.display()
-        ),
+        other => {
+            return Err(Error::format(
+                path,
+                format!("tensor {name} has dtype {other}; only float tensors are weights"),
+            ));
+        }
     })
 }
 
@@ -98,10 +100,9 @@ impl WeightFile {
         let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
         let mut tensors = BTreeMap::new();
         if is_safetensors {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes = std::fs::read(path).at(path)?;
             let st = safetensors::SafeTensors::deserialize(&bytes)
-                .map_err(|e| anyhow!("{}: not a safetensors file: {e}", path.display()))?;
+                .map_err(|e| Error::format(path, format!("not a safetensors file: {e}")))?;
             for (name, view) in st.iter() {
                 let dtype = format!("{:?}", view.dtype());
                 if !dtype.starts_with('F') && dtype != "BF16" {
@@ -118,7 +119,7 @@ impl WeightFile {
             }
         } else {
             let reader = pytorch_reader::PytorchReader::new(path)
-                .map_err(|e| anyhow!("{}: not a PyTorch checkpoint: {e}", path.display()))?;
+                .map_err(|e| Error::format(path, format!("not a PyTorch checkpoint: {e}")))?;
             for (name, t) in reader.tensors() {
                 use pytorch_reader::DType;
                 let dtype = match t.dtype() {
@@ -130,7 +131,7 @@ impl WeightFile {
                 };
                 let bytes = t
                     .read()
-                    .with_context(|| format!("{}: reading tensor {name}", path.display()))?;
+                    .map_err(|e| Error::format(path, format!("reading tensor {name}: {e}")))?;
                 let values = to_f32(&bytes, dtype, name, path)?;
                 tensors.insert(
                     name.clone(),
@@ -182,17 +183,19 @@ impl WeightFile {
             return Ok(synthetic_values(seed, name, shape));
         }
         let raw = self.tensors.get(name).ok_or_else(|| {
-            anyhow!(
-                "{}: missing tensor {name} (is this the right architecture?)",
-                self.path.display()
+            Error::format(
+                &self.path,
+                format!("missing tensor {name} (is this the right architecture?)"),
             )
         })?;
         if raw.shape != shape {
-            bail!(
-                "{}: tensor {name} has shape {:?}, expected {shape:?}",
-                self.path.display(),
-                raw.shape
-            );
+            return Err(Error::format(
+                &self.path,
+                format!(
+                    "tensor {name} has shape {:?}, expected {shape:?}",
+                    raw.shape
+                ),
+            ));
         }
         self.taken.insert(name.to_string());
         Ok(raw.values.clone())
@@ -269,17 +272,19 @@ impl WeightFile {
             .filter(|k| !self.taken.contains(*k) && !ignored(k))
             .collect();
         if !unused.is_empty() {
-            bail!(
-                "{}: {} unexpected tensor(s), e.g. {} (is this the right architecture?)",
-                self.path.display(),
-                unused.len(),
-                unused
-                    .iter()
-                    .take(5)
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            return Err(Error::format(
+                &self.path,
+                format!(
+                    "{} unexpected tensor(s), e.g. {} (is this the right architecture?)",
+                    unused.len(),
+                    unused
+                        .iter()
+                        .take(5)
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
         }
         Ok(())
     }

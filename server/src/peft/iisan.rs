@@ -1,4 +1,4 @@
-//! IISAN (method doc §3.4): a decoupled side network over per-layer hidden states of both
+//! IISAN (docs/method.md §3.4): a decoupled side network over per-layer hidden states of both
 //! towers, cached once per item, so training never runs the backbone. Seven layers, bottleneck
 //! 32, exact GELU, block weights and biases from N(0, 1e-4), `CombProj` with PyTorch's default
 //! initialisation, gate logits `W ∈ R^{3×7}` at 0 (every gate starts at 0.5). Output

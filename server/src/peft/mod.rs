@@ -3,7 +3,7 @@
 //! hidden states ([`iisan`]), and adapter *banks* of K copies (one per user group) of which
 //! exactly one is active in a step.
 //!
-//! Defaults follow the method doc §3: LoRA r = 4, alpha = 8, dropout 0.1 on q and v of every
+//! Defaults follow docs/method.md §3: LoRA r = 4, alpha = 8, dropout 0.1 on q and v of every
 //! attention layer of both towers (on a CNN image tower: its pointwise convolutions); (IA)3
 //! on k and v outputs and the input of the first MLP linear; IISAN over 7 hidden states.
 
@@ -11,62 +11,15 @@ pub mod iisan;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
 use burn::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::backbone::site::{Adaptable, Site, SiteKind, Tower};
 use crate::backbone::{Backbone, BackboneSpec, Encoder, ImageTower, TextTower, features};
+pub use crate::config::{PeftConfig, PeftKind};
 use crate::data::Dataset;
+use crate::error::{Error, Result};
 use crate::params::fork;
 use iisan::{IISAN_LAYERS, Iisan};
-
-/// Which PEFT method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum PeftKind {
-    /// Low-rank updates of q and v.
-    #[default]
-    Lora,
-    /// Learned scalings of k, v and the MLP input.
-    Ia3,
-    /// The IISAN side network over cached hidden states.
-    Iisan,
-}
-
-impl PeftKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Lora => "lora",
-            Self::Ia3 => "ia3",
-            Self::Iisan => "iisan",
-        }
-    }
-}
-
-/// PEFT hyper-parameters.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct PeftConfig {
-    pub kind: PeftKind,
-    /// LoRA rank.
-    pub rank: usize,
-    /// LoRA alpha (scaling = alpha / rank).
-    pub alpha: f64,
-    /// LoRA dropout.
-    pub dropout: f64,
-}
-
-impl Default for PeftConfig {
-    fn default() -> Self {
-        Self {
-            kind: PeftKind::Lora,
-            rank: 4,
-            alpha: 8.0,
-            dropout: 0.1,
-        }
-    }
-}
 
 /// Attaches one LoRA or (IA)3 adapter to the encoder's sites (`Iisan` attaches nothing here).
 pub fn attach(encoder: Encoder, cfg: &PeftConfig, device: &Device) -> Encoder {
@@ -168,7 +121,7 @@ pub struct HiddenStates {
 /// Seven pooled hidden states of a text tower for tokenised items: MiniLM's 7 states
 /// (embeddings + 6 layers) mean-pooled over real tokens, as its sentence embedding pools;
 /// CLIP's embeddings and every second layer (0, 2, …, 12) at the end-of-text token.
-/// Which seven states IISAN reads is not recoverable from the reference (method doc §3.4).
+/// Which seven states IISAN reads is not recoverable from the reference (docs/method.md §3.4).
 fn text_states(tower: &TextTower, ids: Tensor<2, Int>, mask: Tensor<2>) -> Result<Tensor<3>> {
     let states = tower.hidden_states(ids.clone(), mask.clone());
     let picked: Vec<Tensor<2>> = match tower {
@@ -189,10 +142,10 @@ fn text_states(tower: &TextTower, ids: Tensor<2, Int>, mask: Tensor<2>) -> Resul
         }
     };
     if picked.len() != IISAN_LAYERS {
-        bail!(
+        return Err(Error::Invalid(format!(
             "IISAN needs {IISAN_LAYERS} hidden states, the text tower has {}",
             picked.len()
-        );
+        )));
     }
     Ok(Tensor::stack(picked, 1))
 }
@@ -214,15 +167,15 @@ pub fn hidden_states(
     ));
     let rows = dataset.n_items() + 1;
     if path.exists() {
-        let text = crate::store::load_table(&path, device)?;
+        let text = crate::store::tables::load_table(&path, device)?;
         let [_, flat] = text.dims();
         let text = text.reshape([rows, IISAN_LAYERS, flat / IISAN_LAYERS]);
         return Ok((HiddenStates { text, image: None }, path));
     }
     if with_images {
-        bail!(
-            "IISAN with images needs equal-width image hidden states (CLIP); not implemented for cached image states yet"
-        );
+        return Err(Error::Invalid(
+            "IISAN with images needs equal-width image hidden states (CLIP); not implemented for cached image states yet".into(),
+        ));
     }
     let backbone = Backbone::load(spec, false, device)?;
     let mut parts = Vec::new();
@@ -239,7 +192,7 @@ pub fn hidden_states(
     let [_, _, dt] = first.dims();
     parts.insert(0, Tensor::zeros([1, IISAN_LAYERS, dt], device));
     let text = Tensor::cat(parts, 0);
-    crate::store::save_table(&path, text.clone().reshape([rows, IISAN_LAYERS * dt]))?;
+    crate::store::tables::save_table(&path, text.clone().reshape([rows, IISAN_LAYERS * dt]))?;
     Ok((HiddenStates { text, image: None }, path))
 }
 

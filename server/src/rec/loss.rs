@@ -1,4 +1,4 @@
-//! The reference training loss (method doc §6): BCE with one sampled negative per position,
+//! The reference training loss (docs/method.md §6): BCE with one sampled negative per position,
 //! positives and negatives averaged separately over non-padding positions, plus
 //! `l2_emb · ‖E_id‖_F` (the plain, not squared, Frobenius norm).
 

@@ -4,7 +4,8 @@
 //!
 //! SASRec reads an *item table* (one row per item, row 0 = padding), so ID-only, frozen
 //! multimodal, PEFT and per-group tables all run through one model: the table is
-//! `MM_WEIGHT · proj(features) + E_id` (method doc §4), or `E_id` alone without features.
+//! `MM_WEIGHT · proj(features) + E_id` (docs/method.md §4), or `E_id` alone without
+//! features.
 
 pub mod loss;
 pub mod projector;

@@ -1,4 +1,4 @@
-//! The multimodal projector of the reference (`MMProjector`, method doc §4):
+//! The multimodal projector of the reference (`MMProjector`, docs/method.md §4):
 //! `Linear(in → 64) → LayerNorm(64, eps 1e-8) → ReLU → Linear(64 → d) → LayerNorm(d, eps 1e-8)`,
 //! PyTorch's default initialisation. It maps raw item features to SASRec's width; it is applied
 //! to every row of the feature table, row 0 (the zero padding feature) included, so

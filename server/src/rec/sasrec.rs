@@ -1,4 +1,4 @@
-//! SASRec as the PerPEFT reference implements it (method doc §5), quirks included:
+//! SASRec as the PerPEFT reference implements it (docs/method.md §5), quirks included:
 //! no padding mask, attention residual from the layer-normalised query, key/value from the
 //! un-normalised input, dropout before the ReLU in the feed-forward block, LayerNorm eps 1e-8,
 //! absolute right-aligned positions `1..=L` with position 0 for padding. `Mode::Standard`
@@ -13,34 +13,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{relu, softmax};
 use burn::tensor::module::embedding;
 
-/// Hyper-parameters of [`SasRec`]; the defaults are the reference's.
-#[derive(Config, Debug, PartialEq)]
-pub struct SasRecConfig {
-    /// Number of items; internal ids are `1..=n_items`, 0 is padding.
-    pub n_items: usize,
-    /// Hidden size `d`.
-    #[config(default = 32)]
-    pub hidden: usize,
-    /// Transformer blocks.
-    #[config(default = 2)]
-    pub blocks: usize,
-    /// Attention heads (`hidden` must be divisible by it).
-    #[config(default = 4)]
-    pub heads: usize,
-    /// Window length `L`.
-    #[config(default = 10)]
-    pub max_len: usize,
-    /// Dropout on embeddings, attention weights and both feed-forward positions.
-    #[config(default = 0.3)]
-    pub dropout: f64,
-    /// LayerNorm epsilon.
-    #[config(default = 1e-8)]
-    pub ln_eps: f64,
-    /// `reference` (the PerPEFT code: no padding mask) or `standard` (padding masked).
-    #[config(default = "Mode::Reference")]
-    pub mode: Mode,
-}
-
+pub use crate::config::SasRecConfig;
 pub use shared::sasrec::Mode;
 
 /// Causal multi-head attention with PyTorch `nn.MultiheadAttention` semantics.

@@ -61,6 +61,7 @@ pub fn synthetic_dataset(users: usize, n_items: u32, seed: u64) -> Dataset {
 /// even before weights are loaded over it) or trains on another thread would interleave its
 /// draws with a training run's and break the exact-equality tests (resume, reuse, re-evaluation).
 /// Every such test holds this lock for its whole body.
+#[allow(dead_code)]
 pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
@@ -69,7 +70,7 @@ pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
 /// Epoch records without their wall-clock timings.
 #[allow(dead_code)]
 pub fn epoch_metrics(
-    epochs: &[perpeft::store::EpochRecord],
+    epochs: &[perpeft::config::EpochRecord],
 ) -> Vec<(usize, f64, shared::api::Metrics, shared::api::Metrics)> {
     epochs
         .iter()
@@ -83,11 +84,12 @@ pub fn epoch_metrics(
 pub fn assert_resume_matches(
     dataset: &Dataset,
     model_cfg: &perpeft::rec::SasRecConfig,
-    cfg: &perpeft::train::TrainConfig,
+    cfg: &perpeft::config::TrainConfig,
     dir: &std::path::Path,
-    straight: &perpeft::store::RunRecord,
+    straight: &perpeft::config::RunRecord,
 ) {
-    use perpeft::train::{Start, TrainConfig, train};
+    use perpeft::config::TrainConfig;
+    use perpeft::train::{Start, train};
     let resolved = perpeft::device::DeviceChoice::Flex.resolve().unwrap();
     let shorter = TrainConfig {
         epochs: cfg.epochs - 1,
@@ -114,9 +116,9 @@ pub fn scratch(name: &str) -> std::path::PathBuf {
 pub fn new_run(
     dataset: &Dataset,
     model_cfg: &perpeft::rec::SasRecConfig,
-    cfg: &perpeft::train::TrainConfig,
+    cfg: &perpeft::config::TrainConfig,
     dir: &std::path::Path,
-) -> perpeft::store::RunRecord {
+) -> perpeft::config::RunRecord {
     let resolved = perpeft::device::DeviceChoice::Flex.resolve().unwrap();
     perpeft::train::train(
         dataset,
@@ -127,4 +129,17 @@ pub fn new_run(
         perpeft::train::Start::New,
     )
     .unwrap()
+}
+
+/// Every tensor of a safetensors file by name: its shape and raw bytes (the header's order
+/// may differ between equal files).
+#[allow(dead_code)]
+pub fn safetensors_tensors(
+    path: &std::path::Path,
+) -> std::collections::BTreeMap<String, (Vec<usize>, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.iter()
+        .map(|(name, t)| (name.to_string(), (t.shape().to_vec(), t.data().to_vec())))
+        .collect()
 }

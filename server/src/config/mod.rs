@@ -1,0 +1,391 @@
+//! `config` owns what a run is asked to do and what it leaves on record: the model and training
+//! configuration ([`SasRecConfig`], [`TrainConfig`] and its enums), the records written to
+//! `run.json` and `groups.json` and read back ([`record`]), and the one rule that picks the best
+//! epoch and the best run ([`select`]).
+//!
+//! Invariant: plain serde types and checks of their values. This module imports nothing of the
+//! crate but [`crate::error`], so training, storage, the engine and the CLI all use it and none
+//! of them has to import another for it.
+
+pub mod record;
+pub mod select;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+pub use record::{EpochRecord, Groups, RunRecord, code_version};
+pub use shared::sasrec::Mode;
+
+/// Hyper-parameters of the SASRec recommender; the defaults are the reference's (docs/method.md
+/// §5). `rec::SasRec` is built from it with [`SasRecConfig::init`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SasRecConfig {
+    /// Number of items; internal ids are `1..=n_items`, 0 is padding.
+    pub n_items: usize,
+    /// Hidden size `d` (32).
+    pub hidden: usize,
+    /// Transformer blocks (2).
+    pub blocks: usize,
+    /// Attention heads (4; `hidden` must be divisible by it).
+    pub heads: usize,
+    /// Window length `L` (10).
+    pub max_len: usize,
+    /// Dropout on embeddings, attention weights and both feed-forward positions (0.3).
+    pub dropout: f64,
+    /// LayerNorm epsilon (1e-8).
+    pub ln_eps: f64,
+    /// `reference` (the PerPEFT code: no padding mask) or `standard` (padding masked).
+    pub mode: Mode,
+}
+
+impl SasRecConfig {
+    /// The reference configuration for `n_items` items.
+    pub fn new(n_items: usize) -> Self {
+        Self {
+            n_items,
+            hidden: 32,
+            blocks: 2,
+            heads: 4,
+            max_len: 10,
+            dropout: 0.3,
+            ln_eps: 1e-8,
+            mode: Mode::Reference,
+        }
+    }
+
+    /// The same with another padding treatment.
+    pub fn with_mode(self, mode: Mode) -> Self {
+        Self { mode, ..self }
+    }
+
+    /// The same with another dropout rate.
+    pub fn with_dropout(self, dropout: f64) -> Self {
+        Self { dropout, ..self }
+    }
+}
+
+/// How item embeddings are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// ID embeddings only (the paper's "w/o MM").
+    #[default]
+    IdOnly,
+    /// Frozen backbone features (cached once) through the projector, plus ID embeddings.
+    Frozen,
+    /// One PEFT adapter + projector + SASRec trained jointly ("Global PEFT").
+    GlobalPeft,
+    /// Global PEFT, user grouping, then one adapter and projector per group (PerPEFT).
+    Perpeft,
+}
+
+impl Method {
+    /// The name used in records and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::IdOnly => "id-only",
+            Self::Frozen => "frozen",
+            Self::GlobalPeft => "global-peft",
+            Self::Perpeft => "perpeft",
+        }
+    }
+
+    /// Whether the method trains a PEFT module.
+    pub fn is_peft(self) -> bool {
+        matches!(self, Self::GlobalPeft | Self::Perpeft)
+    }
+}
+
+/// Which foundation model encodes items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackboneChoice {
+    /// all-MiniLM-L6-v2 text + EfficientNet-Lite0 images (fetched by `scripts/fetch_data.py`).
+    #[default]
+    Minilm,
+    /// CLIP from `clip_dir` (Hugging Face layout).
+    Clip,
+}
+
+/// Which halves of the item feature are used (the modality ablations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Modality {
+    /// Image and text (text alone when the dataset has no images).
+    #[default]
+    Both,
+    /// The text half only ("w/o visual modality").
+    Text,
+    /// The image half only ("w/o textual modality"); needs images.
+    Image,
+}
+
+/// Which PEFT method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeftKind {
+    /// Low-rank updates of q and v.
+    #[default]
+    Lora,
+    /// Learned scalings of k, v and the MLP input.
+    Ia3,
+    /// The IISAN side network over cached hidden states.
+    Iisan,
+}
+
+impl PeftKind {
+    /// The name used in records and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Lora => "lora",
+            Self::Ia3 => "ia3",
+            Self::Iisan => "iisan",
+        }
+    }
+}
+
+/// PEFT hyper-parameters (docs/method.md §3).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeftConfig {
+    pub kind: PeftKind,
+    /// LoRA rank.
+    pub rank: usize,
+    /// LoRA alpha (scaling = alpha / rank).
+    pub alpha: f64,
+    /// LoRA dropout.
+    pub dropout: f64,
+}
+
+impl Default for PeftConfig {
+    fn default() -> Self {
+        Self {
+            kind: PeftKind::Lora,
+            rank: 4,
+            alpha: 8.0,
+            dropout: 0.1,
+        }
+    }
+}
+
+/// Training hyper-parameters. A TOML file with any of these fields can be given with
+/// `--config`; command-line flags override it ([`TrainConfig::with_overrides`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// How item embeddings are made.
+    pub method: Method,
+    /// Backbone of multimodal methods.
+    pub backbone: BackboneChoice,
+    /// CLIP directory (for `backbone = "clip"`).
+    pub clip_dir: Option<PathBuf>,
+    /// Where `scripts/fetch_data.py` put the MiniLM and EfficientNet weights.
+    pub weights_dir: PathBuf,
+    /// Cache directory for frozen feature tables (`CACHE/features/`).
+    pub cache_dir: PathBuf,
+    /// Epochs.
+    pub epochs: usize,
+    /// Users per batch (reference: 16).
+    pub batch_size: usize,
+    /// AdamW learning rate of SASRec and the projector.
+    pub lr: f64,
+    /// AdamW decoupled weight decay of SASRec and the projector.
+    pub weight_decay: f64,
+    /// AdamW learning rate of the PEFT parameters (the second optimiser of the reference).
+    pub peft_lr: f64,
+    /// AdamW weight decay of the PEFT parameters.
+    pub peft_weight_decay: f64,
+    /// Seed of initialisation, sampling, dropout and grouping.
+    pub seed: u64,
+    /// PEFT method and its hyper-parameters (`global-peft`, `perpeft`).
+    pub peft: PeftConfig,
+    /// Number of user groups K (`perpeft`).
+    pub groups: usize,
+    /// Epochs of the global stage of `perpeft` (docs/method.md §7: 10); `epochs` counts the
+    /// per-group stage (§9.3: 20).
+    pub global_epochs: usize,
+    /// Ablation: random user groups instead of k-means.
+    pub random_groups: bool,
+    /// Ablation: uniform negatives over all items in the per-group stage.
+    pub uniform_negatives: bool,
+    /// Ablation (`global-peft`): one LoRA adapter of rank `groups · rank` ("Large Global PEFT").
+    pub large_global: bool,
+    /// Ablation: which feature halves to use.
+    pub modality: Modality,
+    /// `perpeft`: take stage 1 from this finished `global-peft` run (its last epoch) instead of
+    /// training it. The global stage is seeded as a `global-peft` run is, so with the same
+    /// seed and `global_epochs` equal to its epochs the result is the same as training it.
+    pub global_from: Option<PathBuf>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            method: Method::IdOnly,
+            backbone: BackboneChoice::Minilm,
+            clip_dir: None,
+            weights_dir: PathBuf::from(".cache/weights"),
+            cache_dir: PathBuf::from(".cache"),
+            epochs: 30,
+            batch_size: 16,
+            lr: 1e-3,
+            weight_decay: 1e-4,
+            peft_lr: 1e-4,
+            peft_weight_decay: 1e-4,
+            seed: 42,
+            peft: PeftConfig::default(),
+            groups: 8,
+            global_epochs: 10,
+            random_groups: false,
+            uniform_negatives: false,
+            large_global: false,
+            modality: Modality::Both,
+            global_from: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML configuration file (unknown keys are an error naming the file).
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).at(path)?;
+        toml::from_str(&text).map_err(|e| Error::format(path, e))
+    }
+
+    /// This configuration with the fields of `overrides` replaced: `overrides` serialises to a
+    /// map from field paths (`epochs`, `peft.rank`) to values, where a null leaves the field as
+    /// it is. The CLI's flags are such a map, so every flag is applied here, in one place; an
+    /// override naming no field is an error.
+    pub fn with_overrides(&self, overrides: &impl Serialize) -> Result<Self> {
+        use serde_json::Value;
+        let invalid = |e: serde_json::Error| Error::Invalid(format!("configuration: {e}"));
+        let mut config = serde_json::to_value(self).map_err(invalid)?;
+        let Value::Object(overrides) = serde_json::to_value(overrides).map_err(invalid)? else {
+            return Err(Error::Invalid("overrides must be a map of fields".into()));
+        };
+        for (path, value) in overrides.into_iter().filter(|(_, v)| !v.is_null()) {
+            let mut slot = &mut config;
+            for key in path.split('.') {
+                slot = slot
+                    .get_mut(key)
+                    .ok_or_else(|| Error::Invalid(format!("no configuration field {path:?}")))?;
+            }
+            *slot = value;
+        }
+        serde_json::from_value(config).map_err(invalid)
+    }
+
+    /// The method as recorded: e.g. `perpeft-lora`, `perpeft-iisan+random-groups`.
+    pub fn label(&self) -> String {
+        let mut label = self.method.name().to_string();
+        if self.method.is_peft() {
+            label = format!("{label}-{}", self.peft.kind.name());
+        }
+        for (on, name) in [
+            (self.random_groups, "random-groups"),
+            (self.uniform_negatives, "uniform-negatives"),
+            (self.large_global, "large"),
+            (self.modality == Modality::Text, "text-only"),
+            (self.modality == Modality::Image, "image-only"),
+        ] {
+            if on {
+                label = format!("{label}+{name}");
+            }
+        }
+        label
+    }
+
+    /// The backbone's name in records (`none` for ID-only).
+    pub fn backbone_name(&self) -> &'static str {
+        match self.method {
+            Method::IdOnly => "none",
+            _ => match self.backbone {
+                BackboneChoice::Minilm => "minilm",
+                BackboneChoice::Clip => "clip",
+            },
+        }
+    }
+
+    /// Refuses combinations of fields that cannot train, saying which and why.
+    pub fn check(&self) -> Result<()> {
+        if self.large_global
+            && (self.method != Method::GlobalPeft || self.peft.kind != PeftKind::Lora)
+        {
+            return Err(Error::Invalid(
+                "the large-global ablation is a global-peft run with LoRA".into(),
+            ));
+        }
+        if self.global_from.is_some() && self.method != Method::Perpeft {
+            return Err(Error::Invalid(format!(
+                "--global-from gives a perpeft run its global stage; this is a {} run",
+                self.label()
+            )));
+        }
+        if self.method == Method::Perpeft && self.groups == 0 {
+            return Err(Error::Invalid("perpeft needs at least one group".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Flags {
+        epochs: Option<usize>,
+        seed: Option<u64>,
+        #[serde(rename = "peft.rank")]
+        rank: Option<usize>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        random_groups: bool,
+    }
+
+    #[test]
+    fn overrides_replace_only_the_fields_they_name() {
+        let base = TrainConfig {
+            lr: 5e-4,
+            seed: 7,
+            ..TrainConfig::default()
+        };
+        let flags = Flags {
+            epochs: Some(3),
+            seed: None,
+            rank: Some(16),
+            random_groups: true,
+        };
+        let cfg = base.with_overrides(&flags).unwrap();
+        assert_eq!(cfg.epochs, 3);
+        assert_eq!(cfg.peft.rank, 16);
+        assert!(cfg.random_groups);
+        assert_eq!(
+            (cfg.lr, cfg.seed),
+            (5e-4, 7),
+            "fields without a flag are kept"
+        );
+        let untouched = base
+            .with_overrides(&Flags {
+                epochs: None,
+                seed: None,
+                rank: None,
+                random_groups: false,
+            })
+            .unwrap();
+        assert_eq!(untouched, base);
+    }
+
+    #[test]
+    fn an_override_of_no_field_is_refused() {
+        #[derive(Serialize)]
+        struct Typo {
+            epoch: usize,
+        }
+        let err = TrainConfig::default()
+            .with_overrides(&Typo { epoch: 3 })
+            .unwrap_err();
+        assert!(err.to_string().contains("\"epoch\""), "{err}");
+    }
+}

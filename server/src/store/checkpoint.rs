@@ -1,0 +1,103 @@
+//! Checkpoints: after each completed epoch, the trainable model (parameter ids included, so the
+//! optimiser state still matches after loading) and both optimisers' state, as
+//! `checkpoint/epoch-N.{model,optimizer,optimizer-peft}.bpk`. Older epochs are pruned once the
+//! registry records the newer one, so a run killed at any moment has a complete checkpoint.
+
+use std::path::PathBuf;
+
+use burn::optim::{ModuleOptimizer, OptimizerRecord};
+use burn::prelude::*;
+use burn::store::ModuleRecord;
+
+use super::{RunDir, atomically};
+use crate::error::{Error, IoContext, Result};
+
+/// The two optimisers of a run: SASRec + projectors, and the PEFT parameters.
+const OPTIMIZERS: [&str; 2] = ["optimizer", "optimizer-peft"];
+
+impl RunDir {
+    fn checkpoint_file(&self, epoch: usize, part: &str) -> PathBuf {
+        self.checkpoint_dir()
+            .join(format!("epoch-{epoch}.{part}.bpk"))
+    }
+
+    /// Saves the training state after completed epoch `epoch`.
+    pub fn save_checkpoint<M: Module>(
+        &self,
+        epoch: usize,
+        model: &M,
+        optimizers: [&ModuleOptimizer; 2],
+    ) -> Result<()> {
+        atomically(&self.checkpoint_file(epoch, "model"), |tmp| {
+            model
+                .clone()
+                .save_file(tmp)
+                .map_err(|e| Error::format(tmp, format!("{e:?}")))
+        })?;
+        for (optim, part) in optimizers.into_iter().zip(OPTIMIZERS) {
+            atomically(&self.checkpoint_file(epoch, part), |tmp| {
+                optim
+                    .to_record()
+                    .save(tmp)
+                    .map_err(|e| Error::format(tmp, format!("{e:?}")))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Removes the checkpoints of epochs before `keep` (called once `keep` is recorded as done).
+    pub fn prune_checkpoints(&self, keep: usize) -> Result<()> {
+        let dir = self.checkpoint_dir();
+        for entry in std::fs::read_dir(&dir).at(&dir)? {
+            let path = entry.at(&dir)?.path();
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let epoch = name
+                .strip_prefix("epoch-")
+                .and_then(|r| r.split('.').next())
+                .and_then(|e| e.parse::<usize>().ok());
+            if epoch.is_some_and(|e| e < keep) {
+                std::fs::remove_file(&path).at(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores the training state of completed epoch `epoch` into a freshly built `model` and
+    /// optimisers of the same configuration.
+    pub fn load_checkpoint<M: Module>(
+        &self,
+        epoch: usize,
+        model: M,
+        optimizers: [ModuleOptimizer; 2],
+    ) -> Result<(M, [ModuleOptimizer; 2])> {
+        let model = self.load_checkpoint_model(epoch, model)?;
+        let [a, b] = optimizers;
+        let state = |part: &str| -> Result<OptimizerRecord> {
+            let path = self.checkpoint_file(epoch, part);
+            OptimizerRecord::load(&path).map_err(|e| Error::format(&path, format!("{e:?}")))
+        };
+        Ok((
+            model,
+            [
+                a.load_record(state(OPTIMIZERS[0])?),
+                b.load_record(state(OPTIMIZERS[1])?),
+            ],
+        ))
+    }
+
+    /// The model of completed epoch `epoch` alone, loaded into a freshly built `model` of the
+    /// same configuration (burn materialises optimiser state on its default device, which need
+    /// not be touched when only the model is wanted).
+    pub fn load_checkpoint_model<M: Module>(&self, epoch: usize, model: M) -> Result<M> {
+        let path = self.checkpoint_file(epoch, "model");
+        let record =
+            ModuleRecord::load(&path).map_err(|e| Error::format(&path, format!("{e:?}")))?;
+        model
+            .try_load_record(record)
+            .map_err(|e| Error::format(&path, format!("{e:?}")))
+    }
+}

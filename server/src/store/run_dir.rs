@@ -1,0 +1,264 @@
+//! One run directory `ROOT/NAME/` and every file in it. This is the only place that spells their
+//! names:
+//!
+//! | file | what |
+//! |---|---|
+//! | `run.json` | the [`RunRecord`]: configuration, seed, dataset checksum, code version, per-epoch metrics |
+//! | `model.safetensors` | SASRec at the best validation epoch |
+//! | `item_table.safetensors` | the item table(s) at that epoch: `table`, then `group_1`, … (PerPEFT) |
+//! | `recommender.bpk` | SASRec + projector(s) at that epoch |
+//! | `adapters.bpk` | the best epoch's PEFT parameters alone (adapters or IISAN modules) |
+//! | `groups.json` | PerPEFT: the [`Groups`] (centroids, every user's group) |
+//! | `global/` | PerPEFT: the stage-1 model (`model.safetensors`, `item_table.safetensors`, `recommender.bpk`), with which new users are grouped |
+//! | `checkpoint/` | the last completed epoch's model and optimiser state ([`super::checkpoint`]) |
+//!
+//! The runs root `ROOT` holds the registry ([`super::Registry`]).
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+
+use super::tables::{load_tables, save_tables};
+use super::{atomically, write_atomic};
+use crate::config::{Groups, RunRecord, SasRecConfig};
+use crate::error::{Error, IoContext, Result};
+use crate::rec::{Recommender, SasRec};
+
+const RECORD: &str = "run.json";
+const MODEL: &str = "model.safetensors";
+const TABLES: &str = "item_table.safetensors";
+const RECOMMENDER: &str = "recommender.bpk";
+const ADAPTERS: &str = "adapters.bpk";
+const GROUPS: &str = "groups.json";
+const GLOBAL: &str = "global";
+const CHECKPOINT: &str = "checkpoint";
+
+/// A run directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+/// A finished run as loaded for evaluation and serving.
+#[derive(Debug, Clone)]
+pub struct LoadedModel {
+    /// `run.json`.
+    pub record: RunRecord,
+    /// SASRec at the best epoch, in inference mode.
+    pub sasrec: SasRec,
+    /// The item table of each group (one for a single-table run).
+    pub tables: Vec<Tensor<2>>,
+}
+
+impl RunDir {
+    /// The run directory at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The run's name: the directory's last component.
+    pub fn name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into())
+    }
+
+    /// The runs root that holds it (and the registry): its parent directory.
+    pub fn root(&self) -> &Path {
+        self.path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    }
+
+    /// `run.json`.
+    pub fn record_file(&self) -> PathBuf {
+        self.path.join(RECORD)
+    }
+
+    /// `model.safetensors`.
+    pub fn model_file(&self) -> PathBuf {
+        self.path.join(MODEL)
+    }
+
+    /// `item_table.safetensors`.
+    pub fn tables_file(&self) -> PathBuf {
+        self.path.join(TABLES)
+    }
+
+    /// `adapters.bpk`.
+    pub fn adapters_file(&self) -> PathBuf {
+        self.path.join(ADAPTERS)
+    }
+
+    /// `groups.json`.
+    pub fn groups_file(&self) -> PathBuf {
+        self.path.join(GROUPS)
+    }
+
+    /// `checkpoint/`.
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.path.join(CHECKPOINT)
+    }
+
+    /// `global/`: a PerPEFT run's stage-1 model, laid out as a run directory's best-epoch files.
+    pub fn global(&self) -> RunDir {
+        RunDir::new(self.path.join(GLOBAL))
+    }
+
+    /// The best-epoch files that exist, by the kind the registry records them under.
+    pub fn best_artifacts(&self) -> Vec<(&'static str, PathBuf)> {
+        [
+            ("model", MODEL),
+            ("item_table", TABLES),
+            ("recommender", RECOMMENDER),
+            ("adapters", ADAPTERS),
+        ]
+        .into_iter()
+        .map(|(kind, file)| (kind, self.path.join(file)))
+        .filter(|(_, path)| path.exists())
+        .collect()
+    }
+
+    /// Whether the directory holds a record (a run was started here).
+    pub fn has_record(&self) -> bool {
+        self.record_file().exists()
+    }
+
+    /// Whether the directory holds a servable model (a record and a best epoch).
+    pub fn has_model(&self) -> bool {
+        self.has_record() && self.model_file().exists()
+    }
+
+    /// Removes the whole directory, if it exists.
+    pub fn remove(&self) -> Result<()> {
+        if self.path.exists() {
+            std::fs::remove_dir_all(&self.path).at(&self.path)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `run.json`.
+    pub fn save_record(&self, record: &RunRecord) -> Result<()> {
+        let json = serde_json::to_vec_pretty(record).map_err(|e| Error::format(&self.path, e))?;
+        write_atomic(&self.record_file(), &json)
+    }
+
+    /// Reads `run.json`.
+    pub fn read_record(&self) -> Result<RunRecord> {
+        read_json(
+            &self.record_file(),
+            "a run directory (is this the right path?)",
+        )
+    }
+
+    /// Writes `groups.json`.
+    pub fn save_groups(&self, groups: &Groups) -> Result<()> {
+        let json = serde_json::to_vec(groups).map_err(|e| Error::format(&self.path, e))?;
+        write_atomic(&self.groups_file(), &json)
+    }
+
+    /// Reads `groups.json`.
+    pub fn read_groups(&self) -> Result<Groups> {
+        read_json(&self.groups_file(), "a PerPEFT run")
+    }
+
+    /// Saves the best-epoch files: SASRec's weights, the item table(s) and the whole recommender.
+    pub fn save_best(&self, model: &Recommender, tables: &[Tensor<2>]) -> Result<()> {
+        atomically(&self.model_file(), |tmp| {
+            let mut store = SafetensorsStore::from_file(tmp);
+            model
+                .sasrec
+                .save_into(&mut store)
+                .map_err(|e| Error::format(tmp, format!("{e:?}")))
+        })?;
+        save_tables(&self.tables_file(), tables)?;
+        atomically(&self.path.join(RECOMMENDER), |tmp| {
+            model
+                .clone()
+                .save_file(tmp)
+                .map_err(|e| Error::format(tmp, format!("{e:?}")))
+        })
+    }
+
+    /// Saves only the trainable PEFT parameters of `peft` (LoRA/(IA)3 adapters in the sites, or
+    /// the IISAN modules) as `adapters.bpk`; load it back with `try_load_record` on a model of
+    /// the same configuration, with `allow_partial`.
+    pub fn save_adapters<M: Module>(&self, peft: &M) -> Result<()> {
+        let group = burn::module::ParamGroup::from_any_predicates(vec!["adapters", "modules"]);
+        atomically(&self.adapters_file(), |tmp| {
+            peft.clone()
+                .into_record_group(group)
+                .save(tmp)
+                .map_err(|e| Error::format(tmp, format!("{e:?}")))
+        })
+    }
+
+    /// SASRec of configuration `cfg` from `model.safetensors`, on `device`.
+    pub fn load_sasrec(&self, cfg: &SasRecConfig, device: &Device) -> Result<SasRec> {
+        let path = self.model_file();
+        if !path.exists() {
+            return Err(Error::NotFound(format!(
+                "{} is missing (did the run finish an epoch?)",
+                path.display()
+            )));
+        }
+        let mut model = cfg.init(device);
+        let mut store = SafetensorsStore::from_file(&path);
+        let result = model
+            .load_from(&mut store)
+            .map_err(|e| Error::format(&path, format!("{e:?}")))?;
+        if !result.missing.is_empty() {
+            return Err(Error::format(
+                &path,
+                format!("lacks tensors {:?}", result.missing),
+            ));
+        }
+        Ok(model)
+    }
+
+    /// The best epoch's model for evaluation and serving: the record, SASRec and the item
+    /// table(s).
+    pub fn load_model(&self, device: &Device) -> Result<LoadedModel> {
+        self.load_from(self, device)
+    }
+
+    /// A PerPEFT run's global (stage-1) model, with the run's record.
+    pub fn load_global(&self, device: &Device) -> Result<LoadedModel> {
+        self.load_from(&self.global(), device)
+    }
+
+    /// SASRec and the item tables saved in `files` (this directory or `global/`), with this
+    /// run's record.
+    fn load_from(&self, files: &RunDir, device: &Device) -> Result<LoadedModel> {
+        let record = self.read_record()?;
+        let sasrec = files.load_sasrec(&record.model, device)?;
+        let tables = load_tables(&files.tables_file(), device)?;
+        Ok(LoadedModel {
+            record,
+            sasrec,
+            tables,
+        })
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotFound(format!(
+                "{} does not exist: not {what}",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    serde_json::from_str(&text).map_err(|e| Error::format(path, e))
+}
