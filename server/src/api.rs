@@ -63,6 +63,9 @@ pub enum Error {
     BadRequest(String),
     /// 404 with a reason.
     NotFound(String),
+    /// A body axum refused before the handler ran for a reason with its own status (413 too
+    /// large, 415 not JSON).
+    Rejected(StatusCode, String),
     /// 500: the server failed, not the request (logged; the body says only that).
     Internal,
 }
@@ -72,6 +75,7 @@ impl IntoResponse for Error {
         let (status, error) = match self {
             Error::BadRequest(e) => (StatusCode::BAD_REQUEST, e),
             Error::NotFound(e) => (StatusCode::NOT_FOUND, e),
+            Error::Rejected(status, e) => (status, e),
             Error::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error (logged on the server)".into(),
@@ -97,7 +101,13 @@ impl From<crate::error::Error> for Error {
 
 impl From<JsonRejection> for Error {
     fn from(r: JsonRejection) -> Self {
-        Error::BadRequest(r.body_text())
+        match r.status() {
+            s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => {
+                Error::Rejected(s, r.body_text())
+            }
+            // malformed JSON and JSON of the wrong shape alike
+            _ => Error::BadRequest(r.body_text()),
+        }
     }
 }
 
@@ -120,6 +130,7 @@ pub fn router(state: AppState, dist: &Path) -> Router {
         .route("/users/{id}/state", get(user_state))
         .route("/items/table", get(item_table))
         .route("/scorer", get(scorer))
+        .route("/grouping", get(grouping))
         .route("/recommendations", post(recommend_history))
         .fallback(|| async { Error::NotFound("no such API endpoint".into()) })
         .with_state(state);
@@ -254,6 +265,12 @@ async fn recommend_history(
 
 async fn scorer(State(s): State<AppState>) -> Json<shared::sasrec::SasRec> {
     Json(s.engine.scorer().clone())
+}
+
+async fn grouping(State(s): State<AppState>) -> ApiResult<shared::groups::Grouping> {
+    s.engine.grouping().cloned().map(Json).ok_or_else(|| {
+        Error::NotFound("this run has one item table for everybody: no grouping".into())
+    })
 }
 
 async fn recommendations(

@@ -223,18 +223,3 @@ pub fn encode(
     }
     Ok(rows)
 }
-
-/// The rows as a Markdown table.
-pub fn table(rows: &[Row]) -> String {
-    let mut s = String::from(
-        "| device | encoder + adapter | batch | trainable params | forward items/s | fwd+bwd+step items/s |\n\
-         |---|---|---:|---:|---:|---:|\n",
-    );
-    for r in rows {
-        s.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1} | {:.1} |\n",
-            r.device, r.case, r.batch, r.trainable, r.infer_items_s, r.train_items_s
-        ));
-    }
-    s
-}

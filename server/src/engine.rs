@@ -8,9 +8,10 @@
 //! Rust over vectors in memory.
 
 use burn::prelude::*;
+use shared::groups::Grouping;
 use shared::{ItemTable, Scored, top_k};
 
-use crate::config::{Groups, RunRecord};
+use crate::config::RunRecord;
 use crate::data::{Dataset, sorted_distinct};
 use crate::error::{Error, Result};
 use crate::store::RunDir;
@@ -33,14 +34,6 @@ pub struct Engine {
     states: Vec<f32>,
     /// Per user, sorted distinct history items (never recommended).
     seen: Vec<Vec<u32>>,
-}
-
-/// What places a new history in a group: the global model and the groups' centroids.
-#[derive(Debug)]
-struct Grouping {
-    groups: Groups,
-    scorer: shared::sasrec::SasRec,
-    table: Vec<f32>,
 }
 
 /// Row-major floats of a 2-D tensor.
@@ -73,12 +66,20 @@ impl Engine {
             .collect::<Result<Vec<_>>>()?;
         let (assignment, grouping) = if tables.len() > 1 {
             let groups = dir.read_groups()?;
-            if groups.k != tables.len() || groups.assignment.len() != dataset.n_users() {
+            let fits = groups.k == tables.len()
+                && groups.assignment.len() == dataset.n_users()
+                && groups.assignment.iter().all(|&g| g < groups.k)
+                && groups.dim == dim
+                && groups.centroids.len() == groups.k * dim;
+            if !fits {
                 return Err(Error::format(
                     &dir.groups_file(),
                     format!(
-                        "{} groups over {} users do not fit {} item tables and {} users",
+                        "{} groups of {}-wide centroids ({} values) over {} users do not fit \
+                         {} item tables, SASRec's width {dim} and {} users",
                         groups.k,
+                        groups.dim,
+                        groups.centroids.len(),
                         groups.assignment.len(),
                         tables.len(),
                         dataset.n_users()
@@ -87,11 +88,8 @@ impl Engine {
             }
             let global = dir.load_global(device)?;
             let table = table_values(global.tables[0].clone(), rows, dim, &dir.global())?;
-            let grouping = Grouping {
-                scorer: global.sasrec.to_scorer(),
-                table,
-                groups: groups.clone(),
-            };
+            let grouping = Grouping::new(global.sasrec.to_scorer(), table, groups.centroids)
+                .map_err(|e| Error::format(&dir.groups_file(), e))?;
             (groups.assignment, Some(grouping))
         } else {
             (vec![0; dataset.n_users()], None)
@@ -154,13 +152,13 @@ impl Engine {
     /// centroid to its state under the global model (how the groups were made, docs/method.md
     /// §8); 0 for a single-table run.
     pub fn assign(&self, history: &[u32]) -> usize {
-        match &self.grouping {
-            Some(g) => {
-                let table = item_table(self.dim, &g.table);
-                g.groups.nearest(&g.scorer.user_state(&table, history))
-            }
-            None => 0,
-        }
+        self.grouping.as_ref().map_or(0, |g| g.assign(history))
+    }
+
+    /// What assigns a history to a group (PerPEFT runs): the global model and the centroids,
+    /// as the browser gets it.
+    pub fn grouping(&self) -> Option<&Grouping> {
+        self.grouping.as_ref()
     }
 
     /// The `k` best items for a history the model has not seen, excluding the history, with

@@ -22,7 +22,7 @@ pub enum Error {
     /// A dataset file is malformed (names the file and line).
     #[error(transparent)]
     Data(#[from] DataError),
-    /// What was asked for does not exist (a run, a run's file, a user, a group).
+    /// What was asked for does not exist (a run, a run's file).
     #[error("{0}")]
     NotFound(String),
     /// The request conflicts with what exists (a run of that name, a resume with another

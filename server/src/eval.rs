@@ -7,8 +7,11 @@
 use burn::prelude::*;
 use shared::api::Metrics;
 
-use crate::data::Split;
+use crate::config::RunRecord;
+use crate::data::{Dataset, Split};
+use crate::error::{Error, Result};
 use crate::rec::SasRec;
+use crate::store::RunDir;
 
 /// Which held-out item is the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +152,73 @@ fn ranks_of(model: &SasRec, table: &Tensor<2>, cases: &[Case]) -> Vec<usize> {
         out.extend(rank.into_data().iter::<i64>().map(|r| r as usize));
     }
     out
+}
+
+/// A saved run evaluated again from disk.
+pub struct RunEvaluation {
+    /// The run's record (what it reported when it was trained).
+    pub record: RunRecord,
+    /// Validation and test metrics now, over all evaluated users.
+    pub valid: Metrics,
+    pub test: Metrics,
+    /// Per group `(valid, test)` (one entry for a single-table run).
+    pub per_group: Vec<(Metrics, Metrics)>,
+    /// Users ranked per second (validation and test together).
+    pub users_per_s: f64,
+}
+
+/// Evaluates the best epoch of the run in `dir` on `dataset` (which must be the data it was
+/// trained on), each user with their group's item table, on `device`.
+pub fn evaluate_run(dir: &RunDir, dataset: &Dataset, device: &Device) -> Result<RunEvaluation> {
+    let model = dir.load_model(device)?;
+    let record = model.record;
+    if dataset.checksum != record.dataset_checksum {
+        return Err(Error::Conflict(format!(
+            "{} was trained on data with checksum {}, the data on disk has {}",
+            dir.path().display(),
+            record.dataset_checksum,
+            dataset.checksum
+        )));
+    }
+    let assignment = if model.tables.len() > 1 {
+        let groups = dir.read_groups()?;
+        let fits = groups.k == model.tables.len()
+            && groups.assignment.len() == dataset.n_users()
+            && groups.assignment.iter().all(|&g| g < groups.k);
+        if !fits {
+            return Err(Error::format(
+                &dir.groups_file(),
+                "the groups do not fit the run's item tables and the dataset's users",
+            ));
+        }
+        groups.assignment
+    } else {
+        vec![0; dataset.n_users()]
+    };
+    let split = Split::leave_one_out(&dataset.sequences);
+    let clock = std::time::Instant::now();
+    let (valid, vg) = evaluate_grouped(
+        &model.sasrec,
+        &model.tables,
+        &assignment,
+        &split,
+        Phase::Valid,
+    );
+    let (test, tg) = evaluate_grouped(
+        &model.sasrec,
+        &model.tables,
+        &assignment,
+        &split,
+        Phase::Test,
+    );
+    let users_per_s = (valid.users + test.users) as f64 / clock.elapsed().as_secs_f64().max(1e-9);
+    Ok(RunEvaluation {
+        record,
+        valid,
+        test,
+        per_group: vg.into_iter().zip(tg).collect(),
+        users_per_s,
+    })
 }
 
 /// Metrics of `phase` for every evaluated user.

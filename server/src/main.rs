@@ -10,11 +10,10 @@ use perpeft::api::{AppState, router, serve};
 use perpeft::config::{
     BackboneChoice, Method, Modality, PeftKind, RunRecord, SasRecConfig, TrainConfig,
 };
-use perpeft::data::Split;
 use perpeft::data::{self, Dataset, Format};
 use perpeft::device::DeviceChoice;
 use perpeft::engine::Engine;
-use perpeft::eval::{Phase, evaluate_grouped};
+use perpeft::eval::evaluate_run;
 use perpeft::rec::sasrec::Mode;
 use perpeft::store::{Registry, RunDir, RunRow};
 use perpeft::train::Start;
@@ -259,7 +258,7 @@ struct ServeArgs {
     /// Train the default model first when the run directory has none.
     #[arg(long)]
     train_if_missing: bool,
-    /// Backend used when training is needed.
+    /// Backend the run is loaded on (and trained on, with --train-if-missing).
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceChoice,
 }
@@ -316,44 +315,14 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
 fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
     let resolved = args.device.resolve()?;
     let dir = RunDir::new(&args.run);
-    let model = dir.load_model(&resolved.device)?;
-    let record = &model.record;
+    let record = dir.read_record()?;
     let dataset = load_dataset(&DataArgs {
         data_dir: args.data_dir.clone(),
         dataset: record.dataset.clone(),
         format: args.format,
     })?;
-    if dataset.checksum != record.dataset_checksum {
-        anyhow::bail!(
-            "{} was trained on data with checksum {}, the data on disk has {}",
-            args.run.display(),
-            record.dataset_checksum,
-            dataset.checksum
-        );
-    }
-    let split = Split::leave_one_out(&dataset.sequences);
-    let clock = std::time::Instant::now();
-    let grouped = model.tables.len() > 1;
-    let assignment = if grouped {
-        dir.read_groups()?.assignment
-    } else {
-        vec![0; dataset.n_users()]
-    };
-    let (valid, valid_groups) = evaluate_grouped(
-        &model.sasrec,
-        &model.tables,
-        &assignment,
-        &split,
-        Phase::Valid,
-    );
-    let (test, test_groups) = evaluate_grouped(
-        &model.sasrec,
-        &model.tables,
-        &assignment,
-        &split,
-        Phase::Test,
-    );
-    let users_per_s = (valid.users + test.users) as f64 / clock.elapsed().as_secs_f64();
+    let e = evaluate_run(&dir, &dataset, &resolved.device)?;
+    let record = &e.record;
     println!(
         "run        {} ({} on {}, seed {}, best epoch {})",
         args.run.display(),
@@ -366,15 +335,19 @@ fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
         "{:<10} {:>7} {:>8} {:>7} {:>8} {:>7} {:>8} {:>6}",
         "", "HR@10", "NDCG@10", "HR@20", "NDCG@20", "HR@30", "NDCG@30", "users"
     );
-    for (name, m) in [("valid", valid), ("test", test), ("recorded", record.test)] {
+    for (name, m) in [
+        ("valid", e.valid),
+        ("test", e.test),
+        ("recorded", record.test),
+    ] {
         println!(
             "{name:<10} {:>7.4} {:>8.4} {:>7.4} {:>8.4} {:>7.4} {:>8.4} {:>6}",
             m.hr10, m.ndcg10, m.hr20, m.ndcg20, m.hr30, m.ndcg30, m.users
         );
     }
-    if grouped {
+    if e.per_group.len() > 1 {
         println!("per group (each user scored with their group's item table):");
-        for (g, (v, t)) in valid_groups.iter().zip(&test_groups).enumerate() {
+        for (g, (v, t)) in e.per_group.iter().enumerate() {
             println!(
                 "group {g:<4} valid NDCG@20 {:.4}  test HR@10 {:.4} NDCG@10 {:.4} HR@20 {:.4} NDCG@20 {:.4}  ({} users)",
                 v.ndcg20, t.hr10, t.ndcg10, t.hr20, t.ndcg20, t.users
@@ -382,8 +355,8 @@ fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
         }
     }
     println!(
-        "full ranking on {}: {users_per_s:.0} users/s",
-        resolved.name
+        "full ranking on {}: {:.0} users/s",
+        resolved.name, e.users_per_s
     );
     Ok(())
 }
@@ -480,6 +453,21 @@ fn runs_table(rows: &[RunRow]) -> String {
     s
 }
 
+/// `perpeft bench encode`'s rows as a Markdown table.
+fn bench_table(rows: &[perpeft::bench::Row]) -> String {
+    let mut s = String::from(
+        "| device | encoder + adapter | batch | trainable params | forward items/s | fwd+bwd+step items/s |\n\
+         |---|---|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {:.1} | {:.1} |\n",
+            r.device, r.case, r.batch, r.trainable, r.infer_items_s, r.train_items_s
+        ));
+    }
+    s
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -511,7 +499,7 @@ fn main() -> anyhow::Result<()> {
                 args.reps,
                 args.only.as_deref(),
             )?;
-            print!("{}", perpeft::bench::table(&rows));
+            print!("{}", bench_table(&rows));
             Ok(())
         }
         Command::Data {

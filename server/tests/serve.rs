@@ -22,24 +22,6 @@ fn perpeft(args: &[&str]) -> Command {
     cmd
 }
 
-/// The synthetic dataset written in the plain format under `dir/toy/`.
-fn write_plain(dataset: &perpeft::data::Dataset, dir: &Path) {
-    let toy = dir.join("toy");
-    std::fs::create_dir_all(&toy).unwrap();
-    let mut items = String::from("id,title\n");
-    for i in 1..=dataset.n_items() as u32 {
-        items.push_str(&format!("i{i},{}\n", dataset.item(i).unwrap().title));
-    }
-    let mut inter = String::from("user,item,timestamp\n");
-    for (u, seq) in dataset.sequences.iter().enumerate() {
-        for (t, i) in seq.iter().enumerate() {
-            inter.push_str(&format!("{},i{i},{t}\n", dataset.user_ids[u]));
-        }
-    }
-    std::fs::write(toy.join("items.csv"), items).unwrap();
-    std::fs::write(toy.join("interactions.csv"), inter).unwrap();
-}
-
 /// `perpeft serve`, killed on drop.
 struct Server(Child, String);
 
@@ -51,17 +33,24 @@ impl Drop for Server {
 }
 
 fn start_server(run: &Path, data: &Path, dist: &Path) -> Server {
-    let mut child = perpeft(&["serve", "--format", "plain", "--dataset", "toy", "--device"])
-        .arg("flex")
-        .args(["--port", "0", "--model"])
-        .arg(run)
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--dist")
-        .arg(dist)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = perpeft(&[
+        "serve",
+        "--format",
+        "plain",
+        "--dataset",
+        "synthetic",
+        "--device",
+    ])
+    .arg("flex")
+    .args(["--port", "0", "--model"])
+    .arg(run)
+    .arg("--data-dir")
+    .arg(data)
+    .arg("--dist")
+    .arg(dist)
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
     for line in stdout.lines() {
         let line = line.unwrap();
@@ -85,7 +74,7 @@ async fn serve_accepts_a_perpeft_run_and_ranks_each_user_with_their_groups_table
     let root = common::scratch("serve-perpeft");
     let data = root.join("data");
     let dataset = common::synthetic_dataset(90, 40, 21);
-    write_plain(&dataset, &data);
+    common::write_plain(&dataset, &data);
     let clip: PathBuf =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backbones/clip-small");
     let config = root.join("perpeft.toml");
@@ -105,7 +94,7 @@ async fn serve_accepts_a_perpeft_run_and_ranks_each_user_with_their_groups_table
         "--format",
         "plain",
         "--dataset",
-        "toy",
+        "synthetic",
         "--device",
         "flex",
     ])
@@ -142,6 +131,9 @@ async fn serve_accepts_a_perpeft_run_and_ranks_each_user_with_their_groups_table
         .sasrec
         .to_scorer();
     let split = Split::leave_one_out(&dataset.sequences);
+    // what the browser assigns new histories with: the global model and the centroids
+    let (status, grouping): (u16, shared::groups::Grouping) = get(url("/api/grouping")).await;
+    assert_eq!((status, grouping.k()), (200, 3));
     let mut groups_seen = std::collections::BTreeSet::new();
     for u in (0..dataset.n_users()).step_by(7) {
         let g = groups.assignment[u];
@@ -165,8 +157,15 @@ async fn serve_accepts_a_perpeft_run_and_ranks_each_user_with_their_groups_table
         assert_eq!(got, want, "user {id} in group {g}");
         groups_seen.insert(g);
 
-        // the user's train + validation history, as a new user, lands in the same group
-        let body = serde_json::json!({ "history": perpeft::train::stages::grouping_history(&split, u), "k": 5 });
+        // the user's train + validation history, as a new user, lands in the same group, on
+        // the server and with the served grouping in plain Rust (as in the browser)
+        let history = perpeft::train::stages::grouping_history(&split, u);
+        assert_eq!(
+            grouping.assign(&history),
+            g,
+            "history of user {id}, client side"
+        );
+        let body = serde_json::json!({ "history": history, "k": 5 });
         let resp = reqwest::Client::new()
             .post(url("/api/recommendations"))
             .json(&body)

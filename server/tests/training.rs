@@ -1,4 +1,5 @@
-//! Training runs end to end: a run killed mid-way resumes to exactly the result of an
+//! Training runs end to end: a run killed mid-way (an ID-only run between epochs, a PerPEFT run
+//! in its global stage or right after grouping) resumes to exactly the result of an
 //! uninterrupted one; the frozen baseline caches its features and trains on them; the
 //! batch-local item table is the full table restricted to the batch; configuration files and
 //! the registry behave.
@@ -251,4 +252,132 @@ fn configuration_files_are_read_strictly() {
     let err = TrainConfig::from_toml_file(&bad).unwrap_err().to_string();
     assert!(err.contains("bad.toml") && err.contains("epoch"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The plain-format synthetic data, a PerPEFT-IISAN configuration over the small CLIP, and the
+/// `perpeft train` command line for run `name` under `root/runs/`.
+struct KillableRun {
+    root: PathBuf,
+}
+
+impl KillableRun {
+    fn new(root: PathBuf) -> Self {
+        // enough users that the global stage and an epoch last long enough to be killed in
+        let dataset = common::synthetic_dataset(1000, 200, 31);
+        common::write_plain(&dataset, &root.join("data"));
+        let config = format!(
+            "method = \"perpeft\"\nbackbone = \"clip\"\nclip_dir = {:?}\ncache_dir = {:?}\n\
+             groups = 3\nglobal_epochs = 6\nepochs = 2\nseed = 9\n[peft]\nkind = \"iisan\"\n",
+            common::clip_dir(),
+            root.join("cache")
+        );
+        std::fs::write(root.join("perpeft.toml"), config).unwrap();
+        Self { root }
+    }
+
+    fn runs(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    fn train(&self, name: &str) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_perpeft"));
+        cmd.args([
+            "train",
+            "--format",
+            "plain",
+            "--dataset",
+            "synthetic",
+            "--device",
+            "flex",
+        ])
+        .arg("--data-dir")
+        .arg(self.root.join("data"))
+        .arg("--config")
+        .arg(self.root.join("perpeft.toml"))
+        .arg("--out")
+        .arg(self.runs().join(name))
+        .env("RUST_LOG", "warn");
+        cmd
+    }
+}
+
+/// A PerPEFT run killed with SIGKILL in its global stage, or after grouping but before its
+/// first per-group epoch is recorded, resumes with `--resume` to the run an uninterrupted one
+/// gives: the same groups, global model, adapters, best-epoch files and per-epoch figures.
+#[test]
+fn a_perpeft_run_killed_in_any_stage_resumes_to_the_same_run() {
+    let run = KillableRun::new(common::scratch("perpeft-kill"));
+    std::fs::create_dir_all(run.runs()).unwrap();
+    assert!(run.train("straight").status().unwrap().success());
+    let want = RunDir::new(run.runs().join("straight"));
+    let registered = |name: &str| {
+        Registry::open(&run.runs())
+            .ok()
+            .and_then(|r| r.run_id(name).ok().flatten())
+            .is_some()
+    };
+    for stage in ["global", "grouped"] {
+        let dir = RunDir::new(run.runs().join(stage));
+        let mut child = run.train(stage).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut since_registered = None;
+        loop {
+            assert!(Instant::now() < deadline, "{stage}: no progress");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{stage}: finished before it could be killed"
+            );
+            let due = match stage {
+                // registered, then well inside the global stage (no groups yet)
+                "global" => {
+                    if since_registered.is_none() && registered(stage) {
+                        since_registered = Some(Instant::now());
+                    }
+                    since_registered.is_some_and(|t| t.elapsed() > Duration::from_millis(300))
+                }
+                _ => dir.groups_file().exists(),
+            };
+            if due {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(completed_epochs(&run.runs(), stage), 0, "{stage}");
+        assert_eq!(dir.groups_file().exists(), stage == "grouped", "{stage}");
+
+        let status = run.train(stage).arg("--resume").status().unwrap();
+        assert!(status.success(), "{stage}: resume failed");
+        let (a, b) = (want.read_record().unwrap(), dir.read_record().unwrap());
+        assert_eq!(
+            common::epoch_metrics(&a.epochs),
+            common::epoch_metrics(&b.epochs),
+            "{stage}"
+        );
+        assert_eq!((a.best_epoch, a.test), (b.best_epoch, b.test));
+        assert_eq!((a.groups, a.best_groups), (b.groups, b.best_groups));
+        assert_eq!(dir.read_groups().unwrap(), want.read_groups().unwrap());
+        for (x, y) in [
+            (dir.global().model_file(), want.global().model_file()),
+            (dir.global().tables_file(), want.global().tables_file()),
+            (dir.model_file(), want.model_file()),
+            (dir.tables_file(), want.tables_file()),
+        ] {
+            assert_eq!(
+                common::safetensors_tensors(&x),
+                common::safetensors_tensors(&y),
+                "{stage}: {}",
+                x.display()
+            );
+        }
+        let adapters = common::pack_tensors(&dir.adapters_file());
+        assert!(!adapters.is_empty());
+        assert_eq!(
+            adapters,
+            common::pack_tensors(&want.adapters_file()),
+            "{stage}"
+        );
+    }
+    std::fs::remove_dir_all(&run.root).unwrap();
 }

@@ -1,6 +1,12 @@
-//! Assigning a user to a group: the nearest centroid to the user's state under the run's global
-//! model (squared Euclidean distance, ties to the lower group). The server assigns a history it
-//! has not seen with it, and the browser can do the same without a round trip.
+//! Assigning a user to a group: the nearest centroid (squared Euclidean distance, ties to the
+//! lower group) to the user's state under the run's global model. [`Grouping`] is everything
+//! that takes; the server assigns a history it has not seen with it, and serves it
+//! (`GET /api/grouping`) so the browser assigns with the same code.
+
+use serde::{Deserialize, Serialize};
+
+use crate::sasrec::SasRec;
+use crate::scorer::ItemTable;
 
 /// The index of the centroid (row of `centroids`, row-major `[k, dim]`) nearest to `state`.
 ///
@@ -19,6 +25,50 @@ pub fn nearest(centroids: &[f32], dim: usize, state: &[f32]) -> usize {
         .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
         .map(|(g, _)| g)
         .expect("at least one centroid")
+}
+
+/// What places a history in a group: the global (stage-1) model and the groups' centroids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grouping {
+    /// The global model's SASRec.
+    pub scorer: SasRec,
+    /// The global model's item table, row-major `[n_items + 1, scorer.hidden]`.
+    #[serde(with = "crate::codec::b64")]
+    pub table: Vec<f32>,
+    /// Centroids, row-major `[k, scorer.hidden]`.
+    #[serde(with = "crate::codec::b64")]
+    pub centroids: Vec<f32>,
+}
+
+impl Grouping {
+    /// Checks that the table and the centroids are whole rows of the model's width.
+    pub fn new(scorer: SasRec, table: Vec<f32>, centroids: Vec<f32>) -> Result<Self, String> {
+        let d = scorer.hidden;
+        ItemTable::new(d, &table)?;
+        if centroids.is_empty() || !centroids.len().is_multiple_of(d) {
+            return Err(format!(
+                "{} centroid values are not whole centroids of width {d}",
+                centroids.len()
+            ));
+        }
+        Ok(Self {
+            scorer,
+            table,
+            centroids,
+        })
+    }
+
+    /// Number of groups.
+    pub fn k(&self) -> usize {
+        self.centroids.len() / self.scorer.hidden
+    }
+
+    /// The group of a history of item ids, oldest first.
+    pub fn assign(&self, history: &[u32]) -> usize {
+        let d = self.scorer.hidden;
+        let table = ItemTable::new(d, &self.table).expect("checked in `new`");
+        nearest(&self.centroids, d, &self.scorer.user_state(&table, history))
+    }
 }
 
 #[cfg(test)]

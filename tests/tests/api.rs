@@ -128,6 +128,7 @@ async fn unknown_things_are_404_with_json() {
             .await
             .contains("unknown user")
     );
+    assert!(error("/api/grouping", 404).await.contains("no grouping"));
     assert!(
         error("/api/nothing-here", 404)
             .await

@@ -3,7 +3,8 @@
 //! `run.json` and `groups.json` and read back ([`record`]), and the one rule that picks the best
 //! epoch and the best run ([`select`]).
 //!
-//! Invariant: plain serde types and checks of their values. This module imports nothing of the
+//! Invariant: plain serde types (the enums also derive clap's `ValueEnum`, so the CLI takes them
+//! as flags) and checks of their values. This module imports nothing of the
 //! crate but [`crate::error`], so training, storage, the engine and the CLI all use it and none
 //! of them has to import another for it.
 

@@ -3,24 +3,18 @@
 //! `checkpoint/epoch-N.{model,optimizer,optimizer-peft}.bpk`. Older epochs are pruned once the
 //! registry records the newer one, so a run killed at any moment has a complete checkpoint.
 
-use std::path::PathBuf;
-
 use burn::optim::{ModuleOptimizer, OptimizerRecord};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 
+use super::run_dir::CheckpointPart;
 use super::{RunDir, atomically};
 use crate::error::{Error, IoContext, Result};
 
 /// The two optimisers of a run: SASRec + projectors, and the PEFT parameters.
-const OPTIMIZERS: [&str; 2] = ["optimizer", "optimizer-peft"];
+const OPTIMIZERS: [CheckpointPart; 2] = [CheckpointPart::Optimizer, CheckpointPart::OptimizerPeft];
 
 impl RunDir {
-    fn checkpoint_file(&self, epoch: usize, part: &str) -> PathBuf {
-        self.checkpoint_dir()
-            .join(format!("epoch-{epoch}.{part}.bpk"))
-    }
-
     /// Saves the training state after completed epoch `epoch`.
     pub fn save_checkpoint<M: Module>(
         &self,
@@ -28,7 +22,7 @@ impl RunDir {
         model: &M,
         optimizers: [&ModuleOptimizer; 2],
     ) -> Result<()> {
-        atomically(&self.checkpoint_file(epoch, "model"), |tmp| {
+        atomically(&self.checkpoint_file(epoch, CheckpointPart::Model), |tmp| {
             model
                 .clone()
                 .save_file(tmp)
@@ -50,16 +44,8 @@ impl RunDir {
         let dir = self.checkpoint_dir();
         for entry in std::fs::read_dir(&dir).at(&dir)? {
             let path = entry.at(&dir)?.path();
-            let name = path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            let epoch = name
-                .strip_prefix("epoch-")
-                .and_then(|r| r.split('.').next())
-                .and_then(|e| e.parse::<usize>().ok());
-            if epoch.is_some_and(|e| e < keep) {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            if RunDir::checkpoint_epoch(&name).is_some_and(|e| e < keep) {
                 std::fs::remove_file(&path).at(&path)?;
             }
         }
@@ -76,7 +62,7 @@ impl RunDir {
     ) -> Result<(M, [ModuleOptimizer; 2])> {
         let model = self.load_checkpoint_model(epoch, model)?;
         let [a, b] = optimizers;
-        let state = |part: &str| -> Result<OptimizerRecord> {
+        let state = |part: CheckpointPart| -> Result<OptimizerRecord> {
             let path = self.checkpoint_file(epoch, part);
             OptimizerRecord::load(&path).map_err(|e| Error::format(&path, format!("{e:?}")))
         };
@@ -93,7 +79,7 @@ impl RunDir {
     /// same configuration (burn materialises optimiser state on its default device, which need
     /// not be touched when only the model is wanted).
     pub fn load_checkpoint_model<M: Module>(&self, epoch: usize, model: M) -> Result<M> {
-        let path = self.checkpoint_file(epoch, "model");
+        let path = self.checkpoint_file(epoch, CheckpointPart::Model);
         let record =
             ModuleRecord::load(&path).map_err(|e| Error::format(&path, format!("{e:?}")))?;
         model

@@ -10,7 +10,7 @@
 //! | `adapters.bpk` | the best epoch's PEFT parameters alone (adapters or IISAN modules) |
 //! | `groups.json` | PerPEFT: the [`Groups`] (centroids, every user's group) |
 //! | `global/` | PerPEFT: the stage-1 model (`model.safetensors`, `item_table.safetensors`, `recommender.bpk`), with which new users are grouped |
-//! | `checkpoint/` | the last completed epoch's model and optimiser state ([`super::checkpoint`]) |
+//! | `checkpoint/epoch-N.{model,optimizer,optimizer-peft}.bpk` | the last completed epoch's model and both optimisers' state ([`super::checkpoint`]) |
 //!
 //! The runs root `ROOT` holds the registry ([`super::Registry`]).
 
@@ -33,6 +33,17 @@ const ADAPTERS: &str = "adapters.bpk";
 const GROUPS: &str = "groups.json";
 const GLOBAL: &str = "global";
 const CHECKPOINT: &str = "checkpoint";
+
+/// The files of one checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CheckpointPart {
+    /// The trainable model.
+    Model,
+    /// The optimiser of SASRec and the projectors.
+    Optimizer,
+    /// The optimiser of the PEFT parameters.
+    OptimizerPeft,
+}
 
 /// A run directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +117,25 @@ impl RunDir {
     /// `checkpoint/`.
     pub fn checkpoint_dir(&self) -> PathBuf {
         self.path.join(CHECKPOINT)
+    }
+
+    /// `checkpoint/epoch-N.PART.bpk`.
+    pub(super) fn checkpoint_file(&self, epoch: usize, part: CheckpointPart) -> PathBuf {
+        let part = match part {
+            CheckpointPart::Model => "model",
+            CheckpointPart::Optimizer => "optimizer",
+            CheckpointPart::OptimizerPeft => "optimizer-peft",
+        };
+        self.checkpoint_dir()
+            .join(format!("epoch-{epoch}.{part}.bpk"))
+    }
+
+    /// The epoch a file of `checkpoint/` belongs to, from its name.
+    pub(super) fn checkpoint_epoch(file_name: &str) -> Option<usize> {
+        file_name
+            .strip_prefix("epoch-")
+            .and_then(|r| r.split('.').next())
+            .and_then(|e| e.parse().ok())
     }
 
     /// `global/`: a PerPEFT run's stage-1 model, laid out as a run directory's best-epoch files.

@@ -4,6 +4,7 @@
 //! done; files are written ahead of it).
 
 use std::path::Path;
+use std::time::Instant;
 
 use burn::module::Module;
 use shared::api::Metrics;
@@ -130,14 +131,16 @@ impl RunState {
         self.registry.set_status(self.id, status, &self.device)
     }
 
-    /// Saves PerPEFT's grouping: `groups.json`, the global model as `global/`, and the stage
-    /// times so far.
+    /// Saves PerPEFT's grouping: `groups.json`, the global model as `global/`, and in
+    /// `run.json` the group sizes and the seconds of the global stage and of the grouping
+    /// (timed by `grouping`, which started when the global stage ended).
     pub fn save_grouping(
         &mut self,
         groups: &Groups,
         trainer: &Trainer<'_>,
         global_table: &burn::prelude::Tensor<2>,
-        stages: Vec<(String, f64)>,
+        global_seconds: f64,
+        grouping: Instant,
     ) -> Result<()> {
         self.dir.save_groups(groups)?;
         let global = self.dir.global();
@@ -145,8 +148,11 @@ impl RunState {
         self.record_artifact("global", global.path(), None)?;
         self.record_artifact("groups", &self.dir.groups_file(), None)?;
         self.record.groups = Some(groups.members().iter().map(Vec::len).collect());
-        self.record.stages = stages;
-        Ok(())
+        self.record.stages = vec![
+            ("global".into(), global_seconds),
+            ("grouping".into(), grouping.elapsed().as_secs_f64()),
+        ];
+        self.dir.save_record(&self.record)
     }
 
     /// Records evaluated epoch `e` of `trainer`: the best-epoch files when it is the best so far

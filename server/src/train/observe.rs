@@ -1,7 +1,7 @@
 //! What training reports while it runs: an [`Observer`] sees every step, the grouping and every
 //! recorded epoch, and may stop the run (it then ends with [`crate::error::Error::Stopped`],
 //! resumable like a killed run). The CLI shows progress bars ([`ProgressBars`]); tests watch
-//! the batches; a server job can report progress.
+//! the batches and stop runs at chosen points.
 
 use std::fmt;
 use std::ops::ControlFlow;

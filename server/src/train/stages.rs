@@ -133,11 +133,7 @@ pub fn group_users(
     } else {
         cluster::kmeans(&reps, dim, cfg.groups, cfg.seed)?
     };
-    let stages = vec![
-        ("global".into(), global_seconds),
-        ("grouping".into(), clock.elapsed().as_secs_f64()),
-    ];
-    run.save_grouping(&groups, trainer, &table, stages)?;
+    run.save_grouping(&groups, trainer, &table, global_seconds, clock)?;
     tracing::info!(how = %groups.how, sizes = ?run.record.groups, "user groups");
     trainer.replicate(groups.k);
     if observer.on(&Event::Grouped(&groups)).is_break() {

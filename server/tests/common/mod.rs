@@ -143,3 +143,108 @@ pub fn safetensors_tensors(
         .map(|(name, t)| (name.to_string(), (t.shape().to_vec(), t.data().to_vec())))
         .collect()
 }
+
+/// The small random CLIP fixture (the same structure as ViT-B/32, tiny widths).
+#[allow(dead_code)]
+pub fn clip_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backbones/clip-small")
+}
+
+/// A short PerPEFT configuration over the small CLIP: 3 groups, 1 global epoch, 2 per-group
+/// epochs, caches under `root`.
+#[allow(dead_code)]
+pub fn perpeft_config(
+    kind: perpeft::config::PeftKind,
+    root: &std::path::Path,
+) -> perpeft::config::TrainConfig {
+    use perpeft::config::{BackboneChoice, Method, PeftConfig, TrainConfig};
+    TrainConfig {
+        method: Method::Perpeft,
+        backbone: BackboneChoice::Clip,
+        clip_dir: Some(clip_dir()),
+        cache_dir: root.join("cache"),
+        peft: PeftConfig {
+            kind,
+            ..PeftConfig::default()
+        },
+        groups: 3,
+        global_epochs: 1,
+        epochs: 2,
+        ..TrainConfig::default()
+    }
+}
+
+/// Watches a training run: keeps the per-group stage's batches with their group, and stops the
+/// run at the first event `stop` accepts.
+#[allow(dead_code)]
+pub struct Watch {
+    stop: fn(&perpeft::train::Event<'_>) -> bool,
+    pub per_group: Vec<(usize, perpeft::data::sampler::Batch)>,
+}
+
+#[allow(dead_code)]
+impl Watch {
+    /// Stops at the first event `stop` accepts.
+    pub fn stopping_at(stop: fn(&perpeft::train::Event<'_>) -> bool) -> Self {
+        Self {
+            stop,
+            per_group: Vec::new(),
+        }
+    }
+
+    /// Never stops.
+    pub fn all() -> Self {
+        Self::stopping_at(|_| false)
+    }
+}
+
+impl perpeft::train::Observer for Watch {
+    fn on(&mut self, event: &perpeft::train::Event<'_>) -> std::ops::ControlFlow<()> {
+        use perpeft::train::{Event, Stage};
+        if let Event::Step {
+            stage: Stage::Evaluated,
+            group,
+            batch,
+            ..
+        } = event
+        {
+            self.per_group.push((*group, (*batch).clone()));
+        }
+        if (self.stop)(event) {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+}
+
+/// Every tensor of a burnpack file (`.bpk`) by name, without parameter ids (fresh per process).
+#[allow(dead_code)]
+pub fn pack_tensors(path: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let reader = burn::store::burn_pack::Reader::from_file(path).unwrap();
+    reader
+        .tensor_names()
+        .into_iter()
+        .map(|n| (n.to_string(), reader.tensor_data(n).unwrap()))
+        .collect()
+}
+
+/// `dataset` written in the plain format as `dir/NAME/{items,interactions}.csv` (item `i` is
+/// `i{i}`, each user's interactions get timestamps 0, 1, …), so the CLI can load it.
+#[allow(dead_code)]
+pub fn write_plain(dataset: &Dataset, dir: &std::path::Path) {
+    let at = dir.join(&dataset.name);
+    std::fs::create_dir_all(&at).unwrap();
+    let mut items = String::from("id,title\n");
+    for i in 1..=dataset.n_items() as u32 {
+        items.push_str(&format!("i{i},{}\n", dataset.item(i).unwrap().title));
+    }
+    let mut inter = String::from("user,item,timestamp\n");
+    for (u, seq) in dataset.sequences.iter().enumerate() {
+        for (t, i) in seq.iter().enumerate() {
+            inter.push_str(&format!("{},i{i},{t}\n", dataset.user_ids[u]));
+        }
+    }
+    std::fs::write(at.join("items.csv"), items).unwrap();
+    std::fs::write(at.join("interactions.csv"), inter).unwrap();
+}
