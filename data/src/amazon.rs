@@ -75,6 +75,7 @@ pub fn parse(
                 text: title.clone(),
                 title,
                 raw_id: raw,
+                categories: Vec::new(),
                 image,
             }
         })

@@ -32,6 +32,8 @@ pub struct ItemMeta {
     pub title: String,
     /// Text fed to a text encoder (MovieLens: title, year and genres).
     pub text: String,
+    /// Categories the dataset gives the item (MovieLens: its genres), for describing groups.
+    pub categories: Vec<String>,
     /// Image file, if the dataset has one for this item (decoded on demand).
     pub image: Option<PathBuf>,
 }

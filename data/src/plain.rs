@@ -2,7 +2,8 @@
 //!
 //! - `interactions.csv` (header `user,item,timestamp`) or `interactions.jsonl`
 //!   (`{"user": .., "item": .., "timestamp": ..}` per line);
-//! - `items.csv` (header `id,title` plus optional `image`, `text`) or `items.jsonl`.
+//! - `items.csv` (header `id,title` plus optional `image`, `text`, `categories` (separated by
+//!   `|`)) or `items.jsonl`.
 //!
 //! Items get internal ids in file order. Each user's interactions are sorted by timestamp with a
 //! stable sort. Image paths are relative to the dataset directory; missing files are counted.
@@ -185,10 +186,21 @@ pub fn parse(
                 }
             }
         };
+        let categories = f
+            .get("categories")
+            .map(|c| {
+                c.split('|')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
         items.push(ItemMeta {
             raw_id: id,
             title,
             text,
+            categories,
             image,
         });
     }

@@ -132,6 +132,7 @@ fn parse_items(path: &Path, text: &str) -> Result<Vec<ItemMeta>, DataError> {
             raw_id: raw.to_string(),
             title,
             text,
+            categories: genres.iter().map(|g| g.to_string()).collect(),
             image: None,
         });
     }
@@ -236,6 +237,8 @@ mod tests {
         assert_eq!(d.user_index("a"), Some(1));
         assert_eq!(d.items[0].title, "Alpha (1995)");
         assert_eq!(d.items[0].text, "Alpha (1995); Comedy, Drama");
+        assert_eq!(d.items[0].categories, ["Comedy", "Drama"]);
+        assert!(d.items[2].categories.is_empty());
         assert_eq!(d.items[1].title, "Beta");
         assert_eq!(d.items[2].text, "Gamma (2001)");
         let s = d.stats();

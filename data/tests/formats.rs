@@ -248,3 +248,19 @@ fn ambiguous_plain_directory_is_an_error() {
         "{e}"
     );
 }
+
+#[test]
+fn plain_categories_are_split_on_vertical_bars() {
+    let inter = "user,item,timestamp\nu,A,1\nu,B,2\n";
+    let items = "id,title,categories\nA,Alpha,Comedy| Drama\nB,Beta,\n";
+    let d = plain::parse(
+        "t",
+        Path::new("d"),
+        (Path::new("d/interactions"), Syntax::Csv, inter),
+        (Path::new("d/items"), Syntax::Csv, items),
+        |_| false,
+    )
+    .unwrap();
+    assert_eq!(d.item(1).unwrap().categories, ["Comedy", "Drama"]);
+    assert!(d.item(2).unwrap().categories.is_empty());
+}

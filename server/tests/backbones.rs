@@ -495,6 +495,7 @@ fn bucketed_encoding_equals_encoding_each_item_alone() {
                 raw_id: i.to_string(),
                 title: title.clone(),
                 text: format!("{title}{}", " and more".repeat((i as usize * 7) % 11)),
+                categories: Vec::new(),
                 image: None,
             }
         })

@@ -26,6 +26,7 @@ pub fn dataset(name: &str, users: Vec<String>, sequences: Vec<Vec<u32>>, n_items
             raw_id: i.to_string(),
             title: format!("item {i}"),
             text: format!("item {i}"),
+            categories: vec![format!("c{}", i % 4)],
             image: None,
         })
         .collect();
