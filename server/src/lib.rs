@@ -6,6 +6,7 @@
 pub mod api;
 pub mod backbone;
 pub mod bench;
+pub mod catalog;
 pub mod cluster;
 pub mod config;
 pub use perpeft_data as data;
@@ -13,6 +14,8 @@ pub mod device;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod export;
+pub mod jobs;
 pub mod params;
 pub mod peft;
 pub mod rec;

@@ -6,14 +6,16 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use std::sync::Arc;
+
+use perpeft::api::auth::{TOKEN_ENV, TokenSource, load_token};
 use perpeft::api::{AppState, router, serve};
-use perpeft::config::{
-    BackboneChoice, Method, Modality, PeftKind, RunRecord, SasRecConfig, TrainConfig,
-};
+use perpeft::catalog::{Catalog, DataSource};
+use perpeft::config::{BackboneChoice, Method, Modality, PeftKind, SasRecConfig, TrainConfig};
 use perpeft::data::{self, Dataset, Format};
 use perpeft::device::DeviceChoice;
-use perpeft::engine::Engine;
 use perpeft::eval::evaluate_run;
+use perpeft::jobs::{JobSettings, Jobs};
 use perpeft::rec::sasrec::Mode;
 use perpeft::store::{Registry, RunDir, RunRow};
 use perpeft::train::Start;
@@ -38,10 +40,12 @@ enum Command {
     Train(TrainArgs),
     /// Re-evaluate a saved run on its dataset (checksum-verified) and print its metrics.
     Eval(EvalArgs),
-    /// Serve the API and the built front end.
+    /// Serve the runs of a registry (API and the built front end), and train jobs.
     Serve(ServeArgs),
     /// List the runs of a registry as a table.
     Runs(RunsArgs),
+    /// Write a group's LoRA or (IA)3 adapter in the Hugging Face PEFT layout.
+    Export(ExportArgs),
     /// Dataset utilities.
     Data {
         #[command(subcommand)]
@@ -197,20 +201,6 @@ impl TrainArgs {
         };
         Ok(base.with_overrides(&self.flags)?)
     }
-
-    /// The default run, trained into `out` (what `serve --train-if-missing` trains).
-    fn default_run(data: DataArgs, device: DeviceChoice, out: PathBuf) -> Self {
-        Self {
-            data,
-            device,
-            config: None,
-            flags: ConfigFlags::default(),
-            mode: Mode::Reference,
-            out,
-            resume: false,
-            overwrite: true,
-        }
-    }
 }
 
 #[derive(Args)]
@@ -237,15 +227,22 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct ServeArgs {
-    #[command(flatten)]
-    data: DataArgs,
-    /// Run directory of the model to serve.
-    #[arg(long, default_value = "runs/default")]
-    model: PathBuf,
-    /// Serve instead the finished run on --dataset with the best validation NDCG@20 in the
-    /// registry of this runs root.
+    /// Runs root: serve every finished run of its registry, and train jobs into it.
+    #[arg(long, default_value = "runs")]
+    runs: PathBuf,
+    /// Serve only this run directory (its parent is the runs root).
     #[arg(long)]
-    best_of: Option<PathBuf>,
+    model: Option<PathBuf>,
+    /// Data directory (see `train --help`).
+    #[arg(long, default_value = ".cache/data")]
+    data_dir: PathBuf,
+    /// File layout of the datasets: recbole, amazon or plain.
+    #[arg(long, default_value = "recbole")]
+    format: Format,
+    /// Queue the demo runs on this dataset that are not finished yet, as jobs: id-only, frozen
+    /// MiniLM, global IISAN and PerPEFT-IISAN (K = 8).
+    #[arg(long)]
+    demo: Option<String>,
     /// Directory of the built front end.
     #[arg(long, default_value = "dist")]
     dist: PathBuf,
@@ -255,12 +252,40 @@ struct ServeArgs {
     /// Port to bind (0 = any free port).
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// Train the default model first when the run directory has none.
-    #[arg(long)]
-    train_if_missing: bool,
-    /// Backend the run is loaded on (and trained on, with --train-if-missing).
+    /// Backend runs are loaded and trained on.
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceChoice,
+    /// File of the bearer token mutating requests need [default: RUNS/api-token]; created with
+    /// a random token when missing; PERPEFT_TOKEN overrides it.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Where jobs find the MiniLM and EfficientNet weights.
+    #[arg(long, default_value = ".cache/weights")]
+    weights_dir: PathBuf,
+    /// Where jobs cache frozen features and IISAN states.
+    #[arg(long, default_value = ".cache")]
+    cache_dir: PathBuf,
+    /// CLIP directory for jobs with `backbone = "clip"`.
+    #[arg(long)]
+    clip_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Run directory of a global-peft or perpeft run with LoRA or (IA)3.
+    run: PathBuf,
+    /// The group whose adapter to export (0 for a global-peft run).
+    #[arg(long, default_value_t = 0)]
+    group: usize,
+    /// Directory to write adapter_config.json and adapter_model.safetensors into.
+    #[arg(long)]
+    out: PathBuf,
+    /// Data directory (see `train --help`).
+    #[arg(long, default_value = ".cache/data")]
+    data_dir: PathBuf,
+    /// File layout: recbole, amazon or plain.
+    #[arg(long, default_value = "recbole")]
+    format: Format,
 }
 
 fn load_dataset(args: &DataArgs) -> anyhow::Result<Dataset> {
@@ -361,60 +386,103 @@ fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve_cmd(mut args: ServeArgs) -> anyhow::Result<()> {
-    if let Some(root) = &args.best_of {
-        let registry = Registry::open(root)?;
-        let (name, dir) = registry.best_run(&args.data.dataset)?.with_context(|| {
-            format!(
-                "{} has no finished run on {}",
-                registry.path().display(),
-                args.data.dataset
-            )
-        })?;
-        println!(
-            "serving {name}, the best run on {} by validation NDCG@20",
-            args.data.dataset
-        );
-        args.model = dir;
-    }
-    let dir = RunDir::new(&args.model);
-    if !dir.has_model() {
-        if !args.train_if_missing {
-            anyhow::bail!(
-                "no model in {} (train one with `perpeft train --out {}` or pass --train-if-missing)",
-                args.model.display(),
-                args.model.display()
-            );
-        }
-        let train_args = TrainArgs::default_run(args.data.clone(), args.device, args.model.clone());
-        tokio::task::spawn_blocking(move || train(&train_args)).await??;
-    }
+async fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
     if !args.dist.join("index.html").exists() {
         anyhow::bail!(
             "{} has no index.html: build the front end first (scripts/build-frontend.sh)",
             args.dist.display()
         );
     }
-    let record: RunRecord = dir.read_record()?;
-    let dataset = load_dataset(&DataArgs {
-        dataset: record.dataset.clone(),
-        ..args.data.clone()
-    })?;
     let resolved = args.device.resolve()?;
-    let engine = Engine::open(&dir, dataset, &resolved.device)?;
+    let data = DataSource {
+        dir: args.data_dir.clone(),
+        format: args.format,
+    };
+    let catalog = Arc::new(match &args.model {
+        Some(dir) => {
+            let dir = RunDir::new(dir);
+            if !dir.has_model() {
+                anyhow::bail!(
+                    "no model in {} (train one with `perpeft train --out {}`)",
+                    dir.path().display(),
+                    dir.path().display()
+                );
+            }
+            Catalog::single(&dir, data, resolved.device.clone())
+        }
+        None => Catalog::new(&args.runs, data, resolved.device.clone()),
+    });
+    let settings = JobSettings {
+        device: resolved.clone(),
+        weights_dir: args.weights_dir.clone(),
+        cache_dir: args.cache_dir.clone(),
+        clip_dir: args.clip_dir.clone(),
+    };
+    let jobs = Jobs::start(catalog.clone(), settings)?;
+    let token_file = args
+        .token_file
+        .clone()
+        .unwrap_or_else(|| catalog.root().join("api-token"));
+    let (token, source) = load_token(&token_file, std::env::var(TOKEN_ENV).ok())?;
+    match source {
+        TokenSource::Env => println!("bearer token for jobs: from {TOKEN_ENV}"),
+        TokenSource::File(f) => println!("bearer token for jobs: in {}", f.display()),
+        TokenSource::Created(f) => println!("bearer token for jobs: created in {}", f.display()),
+    }
+    if let Some(dataset) = &args.demo {
+        let queued = jobs.submit_demo(dataset)?;
+        println!(
+            "demo runs on {dataset}: {} queued ({})",
+            queued.len(),
+            queued
+                .iter()
+                .map(|j| j.run.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let listener = tokio::net::TcpListener::bind((args.host, args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let addr = listener.local_addr()?;
+    let finished = catalog
+        .runs()?
+        .iter()
+        .filter(|r| r.status == shared::api::RunStatus::Finished)
+        .count();
     println!(
-        "serving {} ({}, {} group(s)), loaded on {}",
-        args.model.display(),
-        engine.record.method,
-        engine.n_groups(),
+        "serving the runs of {} ({finished} finished), loaded and trained on {}",
+        catalog.root().display(),
         resolved.name
     );
     println!("PerPEFT Studio is serving at http://{addr}/");
-    serve(listener, router(AppState::new(engine), &args.dist)).await?;
+    let state = AppState {
+        catalog,
+        jobs,
+        token: Arc::new(token),
+        device: resolved.name,
+    };
+    serve(listener, router(state, &args.dist)).await?;
+    Ok(())
+}
+
+fn export_cmd(args: &ExportArgs) -> anyhow::Result<()> {
+    let dir = RunDir::new(&args.run);
+    let record = dir.read_record()?;
+    let dataset = load_dataset(&DataArgs {
+        data_dir: args.data_dir.clone(),
+        dataset: record.dataset.clone(),
+        format: args.format,
+    })?;
+    let device = burn::tensor::Device::flex();
+    let adapter = perpeft::export::hf_adapter(&dir, &dataset, args.group, &device)?;
+    perpeft::export::write(&adapter, &args.out)?;
+    println!(
+        "wrote group {}'s adapter of {} to {} (adapter_config.json, adapter_model.safetensors)",
+        args.group,
+        args.run.display(),
+        args.out.display()
+    );
     Ok(())
 }
 
@@ -480,6 +548,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => train(&args),
         Command::Eval(args) => eval_cmd(&args),
+        Command::Export(args) => export_cmd(&args),
         Command::Bench {
             command: BenchCommand::Encode(args),
         } => {

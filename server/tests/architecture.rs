@@ -18,6 +18,8 @@ const LAYERS: &[&[&str]] = &[
     &["eval", "backbone"],
     &["peft"],
     &["train", "engine", "bench"],
+    &["catalog", "export"],
+    &["jobs"],
     &["api"],
 ];
 

@@ -73,12 +73,15 @@ fn every_adapter_trains_through_all_three_stages_and_reevaluates_from_disk() {
         // a known user's train + validation history (what grouping clustered) is assigned, as a
         // new history, to the group recorded for that user: by the engine, in plain Rust over
         // the saved global model and centroids
-        let engine = Engine::open(&run, dataset.clone(), &resolved.device).unwrap();
+        let engine = Engine::open(&run, dataset.clone().into(), &resolved.device).unwrap();
         assert_eq!(engine.n_groups(), 3);
         for (u, &recorded) in groups.assignment.iter().enumerate() {
             let mut history = split.train[u].clone();
             history.extend(split.valid[u]);
-            assert_eq!(engine.assign(&history), recorded, "{kind:?}: user {u}");
+            let grouping = engine.grouping().unwrap();
+            assert_eq!(grouping.assign(&history), recorded, "{kind:?}: user {u}");
+            let (assigned, _, _) = engine.recommend_for_history(&history, 5, None).unwrap();
+            assert_eq!(assigned, recorded);
             assert_eq!(engine.group_of(u), recorded);
         }
         assert!(
@@ -417,6 +420,99 @@ fn a_perpeft_run_stopped_in_any_stage_resumes_to_the_same_run() {
             common::pack_tensors(&want.adapters_file()),
             "{name}: adapters.bpk"
         );
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// `perpeft export` (the library behind it): a group's LoRA and (IA)3 adapters in the Hugging
+/// Face PEFT layout hold exactly that group's trained values, in PyTorch's layouts and with
+/// `peft`'s names and config; IISAN has no such layout.
+#[test]
+fn a_groups_adapter_exports_in_the_peft_layout_with_its_trained_values() {
+    let _rng = common::rng_lock();
+    let root = common::scratch("perpeft-export");
+    let dataset = common::synthetic_dataset(60, 40, 8);
+    let resolved = DeviceChoice::Flex.resolve().unwrap();
+    let model_cfg = SasRecConfig::new(40);
+    for kind in [PeftKind::Lora, PeftKind::Ia3, PeftKind::Iisan] {
+        let dir = RunDir::new(root.join(kind.name()));
+        common::new_run(&dataset, &model_cfg, &config(kind, &root), dir.path());
+        let exported = perpeft::export::hf_adapter(&dir, &dataset, 2, &resolved.device);
+        if kind == PeftKind::Iisan {
+            let err = exported
+                .err()
+                .expect("IISAN has no PEFT layout")
+                .to_string();
+            assert!(err.contains("no Hugging Face PEFT layout"), "{err}");
+            continue;
+        }
+        let out = root.join(format!("{}-export", kind.name()));
+        perpeft::export::write(&exported.unwrap(), &out).unwrap();
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("adapter_config.json")).unwrap())
+                .unwrap();
+        let tensors = common::safetensors_tensors(&out.join("adapter_model.safetensors"));
+        let saved = common::pack_tensors(&dir.adapters_file());
+        // the bank's tensor for site `path` (`layers.{l}.attention.query`), adapter 2
+        let bank = |path: &str, leaf: &str| -> Vec<f32> {
+            let (_, bytes) = saved
+                .iter()
+                .find(|(n, _)| n.contains(path) && n.ends_with(&format!("adapters.2.{leaf}")))
+                .unwrap_or_else(|| panic!("no {path} .. adapters.2.{leaf} in {:?}", saved.keys()));
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect()
+        };
+        let floats = |n: &str| -> (Vec<usize>, Vec<f32>) {
+            let (shape, bytes) = &tensors[n];
+            let v = bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            (shape.clone(), v)
+        };
+        let p = "base_model.model.text_model.encoder.layers";
+        match kind {
+            PeftKind::Lora => {
+                assert_eq!(config["peft_type"], "LORA");
+                assert_eq!(
+                    config["target_modules"],
+                    serde_json::json!(["q_proj", "v_proj"])
+                );
+                assert_eq!(tensors.len(), 2 * 2 * 2, "A and B of q and v in 2 layers");
+                let (shape, a) = floats(&format!("{p}.1.self_attn.v_proj.lora_A.weight"));
+                assert_eq!(shape, [4, 32]);
+                // burn keeps A as [d_in, r]: PyTorch's weight is its transpose
+                let ours = bank("layers.1.attention.value", "low_rank.a");
+                let transposed: Vec<f32> = (0..4)
+                    .flat_map(|r| (0..32).map(move |i| (r, i)))
+                    .map(|(r, i)| ours[i * 4 + r])
+                    .collect();
+                assert_eq!(a, transposed);
+                let (shape, _) = floats(&format!("{p}.0.self_attn.q_proj.lora_B.weight"));
+                assert_eq!(shape, [32, 4]);
+            }
+            _ => {
+                assert_eq!(config["peft_type"], "IA3");
+                assert_eq!(config["feedforward_modules"], serde_json::json!(["fc1"]));
+                let (shape, k) = floats(&format!("{p}.0.self_attn.k_proj.ia3_l"));
+                assert_eq!(shape, [32, 1]);
+                assert_eq!(k, bank("layers.0.attention.key", "scale_out"));
+                let (shape, fc1) = floats(&format!("{p}.1.mlp.fc1.ia3_l"));
+                assert_eq!(shape, [1, 32]);
+                assert_eq!(fc1, bank("layers.1.fc1", "scale_in"));
+                assert!(
+                    k.iter().any(|&v| v != 1.0),
+                    "trained away from the ones it starts at"
+                );
+            }
+        }
+        // group 3 of 3 does not exist
+        let err = perpeft::export::hf_adapter(&dir, &dataset, 3, &resolved.device)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("group 3 does not exist"), "{err}");
     }
     std::fs::remove_dir_all(&root).unwrap();
 }

@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use perpeft::data::Split;
 use perpeft::store::RunDir;
 use perpeft::store::tables::read_tables;
-use shared::api::{Health, ItemTableBody, Recommendations};
-use shared::codec::decode_f32;
+use shared::api::{Assignment, Health, Recommendations, RunDetail};
+use shared::bundle::ScorerBundle;
 use shared::{ItemTable, top_k};
 
 fn perpeft(args: &[&str]) -> Command {
@@ -33,24 +33,16 @@ impl Drop for Server {
 }
 
 fn start_server(run: &Path, data: &Path, dist: &Path) -> Server {
-    let mut child = perpeft(&[
-        "serve",
-        "--format",
-        "plain",
-        "--dataset",
-        "synthetic",
-        "--device",
-    ])
-    .arg("flex")
-    .args(["--port", "0", "--model"])
-    .arg(run)
-    .arg("--data-dir")
-    .arg(data)
-    .arg("--dist")
-    .arg(dist)
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut child = perpeft(&["serve", "--format", "plain", "--device", "flex"])
+        .args(["--port", "0", "--model"])
+        .arg(run)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--dist")
+        .arg(dist)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
     for line in stdout.lines() {
         let line = line.unwrap();
@@ -114,9 +106,15 @@ async fn serve_accepts_a_perpeft_run_and_ranks_each_user_with_their_groups_table
     let url = |path: &str| format!("{}{path}", server.1);
 
     let (status, health): (u16, Health) = get(url("/api/health")).await;
+    assert_eq!(
+        (status, health.runs),
+        (200, 1),
+        "--model serves that run alone"
+    );
+    let (status, detail): (u16, RunDetail) = get(url("/api/runs/p")).await;
     assert_eq!(status, 200);
     assert_eq!(
-        (health.model.method.as_str(), health.model.groups),
+        (detail.summary.method.as_str(), detail.groups.len()),
         ("perpeft-iisan", 3)
     );
 
@@ -132,20 +130,26 @@ async fn serve_accepts_a_perpeft_run_and_ranks_each_user_with_their_groups_table
         .to_scorer();
     let split = Split::leave_one_out(&dataset.sequences);
     // what the browser assigns new histories with: the global model and the centroids
-    let (status, grouping): (u16, shared::groups::Grouping) = get(url("/api/grouping")).await;
+    let (status, grouping): (u16, shared::groups::Grouping) =
+        get(url("/api/runs/p/grouping")).await;
     assert_eq!((status, grouping.k()), (200, 3));
     let mut groups_seen = std::collections::BTreeSet::new();
     for u in (0..dataset.n_users()).step_by(7) {
         let g = groups.assignment[u];
         let table = ItemTable::new(scorer.hidden, &tables[g].0).unwrap();
-        let history = &dataset.sequences[u];
-        let mut seen = history.clone();
-        seen.sort_unstable();
-        seen.dedup();
-        let want = top_k(&scorer.user_state(&table, history), &table, &seen, 10);
+        // as evaluation sees the user: the test item held out, and a candidate
+        let (input, held_out) = match split.test[u] {
+            Some(t) => (perpeft::train::stages::grouping_history(&split, u), Some(t)),
+            None => (dataset.sequences[u].clone(), None),
+        };
+        let mut exclude = input.clone();
+        exclude.sort_unstable();
+        exclude.dedup();
+        exclude.retain(|&i| Some(i) != held_out);
+        let want = top_k(&scorer.user_state(&table, &input), &table, &exclude, 10);
         let id = &dataset.user_ids[u];
         let (status, got): (u16, Recommendations) =
-            get(url(&format!("/api/users/{id}/recommendations?k=10"))).await;
+            get(url(&format!("/api/runs/p/users/{id}/recommendations?k=10"))).await;
         assert_eq!(status, 200);
         assert_eq!(got.group, g, "user {id}'s own group");
         let got: Vec<(u32, u32)> = got
@@ -167,25 +171,33 @@ async fn serve_accepts_a_perpeft_run_and_ranks_each_user_with_their_groups_table
         );
         let body = serde_json::json!({ "history": history, "k": 5 });
         let resp = reqwest::Client::new()
-            .post(url("/api/recommendations"))
+            .post(url("/api/runs/p/assign"))
             .json(&body)
             .send()
             .await
             .unwrap();
         assert_eq!(resp.status().as_u16(), 200);
-        let fresh: Recommendations = resp.json().await.unwrap();
-        assert_eq!(fresh.group, g, "history of user {id}");
+        let fresh: Assignment = resp.json().await.unwrap();
+        assert_eq!(fresh.assigned, g, "history of user {id}");
     }
     assert_eq!(groups_seen.len(), 3, "the users checked cover every group");
 
-    // each group's table is served as saved; a group the run lacks is a 400 with a reason
+    // each group's table is served as saved (in half precision); a group the run lacks is a
+    // 400 with a reason
     for (g, (values, _)) in tables.iter().enumerate() {
-        let (status, body): (u16, ItemTableBody) =
-            get(url(&format!("/api/items/table?group={g}"))).await;
-        assert_eq!((status, body.group), (200, g));
-        assert_eq!(&decode_f32(&body.data_b64).unwrap(), values);
+        let (status, bundle): (u16, ScorerBundle) =
+            get(url(&format!("/api/runs/p/groups/{g}/scorer"))).await;
+        assert_eq!((status, bundle.group), (200, g));
+        let served = bundle.table().unwrap();
+        assert_eq!(served.len(), values.len());
+        for (a, b) in served.iter().zip(values) {
+            assert!(
+                (a - b).abs() <= b.abs() * 1e-3 + 1e-6,
+                "group {g}: {a} vs {b}"
+            );
+        }
     }
-    let (status, err): (u16, serde_json::Value) = get(url("/api/items/table?group=3")).await;
+    let (status, err): (u16, serde_json::Value) = get(url("/api/runs/p/groups/3/scorer")).await;
     assert_eq!(status, 400);
     assert!(err["error"].as_str().unwrap().contains("group 3"), "{err}");
     drop(server);

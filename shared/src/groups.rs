@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::sasrec::SasRec;
 use crate::scorer::ItemTable;
 
-/// The index of the centroid (row of `centroids`, row-major `[k, dim]`) nearest to `state`.
+/// Squared Euclidean distance of `state` to each centroid (rows of `centroids`, `[k, dim]`).
 ///
-/// Panics when `state` is not `dim` wide or there is no centroid.
-pub fn nearest(centroids: &[f32], dim: usize, state: &[f32]) -> usize {
+/// Panics when `state` is not `dim` wide.
+pub fn distances(centroids: &[f32], dim: usize, state: &[f32]) -> Vec<f32> {
     assert_eq!(state.len(), dim, "state width");
     centroids
         .chunks_exact(dim)
@@ -21,6 +21,15 @@ pub fn nearest(centroids: &[f32], dim: usize, state: &[f32]) -> usize {
                 .map(|(a, b)| (a - b) * (a - b))
                 .sum::<f32>()
         })
+        .collect()
+}
+
+/// The index of the centroid (row of `centroids`, row-major `[k, dim]`) nearest to `state`.
+///
+/// Panics when `state` is not `dim` wide or there is no centroid.
+pub fn nearest(centroids: &[f32], dim: usize, state: &[f32]) -> usize {
+    distances(centroids, dim, state)
+        .into_iter()
         .enumerate()
         .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
         .map(|(g, _)| g)
@@ -29,14 +38,19 @@ pub fn nearest(centroids: &[f32], dim: usize, state: &[f32]) -> usize {
 
 /// What places a history in a group: the global (stage-1) model and the groups' centroids.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Grouping {
     /// The global model's SASRec.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub scorer: SasRec,
-    /// The global model's item table, row-major `[n_items + 1, scorer.hidden]`.
+    /// The global model's item table, row-major `[n_items + 1, scorer.hidden]` (base64 of
+    /// little-endian `f32`).
     #[serde(with = "crate::codec::b64")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub table: Vec<f32>,
-    /// Centroids, row-major `[k, scorer.hidden]`.
+    /// Centroids, row-major `[k, scorer.hidden]` (base64 of little-endian `f32`).
     #[serde(with = "crate::codec::b64")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub centroids: Vec<f32>,
 }
 
@@ -63,11 +77,20 @@ impl Grouping {
         self.centroids.len() / self.scorer.hidden
     }
 
+    /// The global model's state for a history of item ids, oldest first.
+    pub fn state(&self, history: &[u32]) -> Vec<f32> {
+        let table = ItemTable::new(self.scorer.hidden, &self.table).expect("checked in `new`");
+        self.scorer.user_state(&table, history)
+    }
+
     /// The group of a history of item ids, oldest first.
     pub fn assign(&self, history: &[u32]) -> usize {
-        let d = self.scorer.hidden;
-        let table = ItemTable::new(d, &self.table).expect("checked in `new`");
-        nearest(&self.centroids, d, &self.scorer.user_state(&table, history))
+        nearest(&self.centroids, self.scorer.hidden, &self.state(history))
+    }
+
+    /// The squared distance of a history's state to each centroid.
+    pub fn distances(&self, history: &[u32]) -> Vec<f32> {
+        distances(&self.centroids, self.scorer.hidden, &self.state(history))
     }
 }
 

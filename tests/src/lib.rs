@@ -1,23 +1,33 @@
-//! Test harness for the end-to-end tests in `tests/`: trains a small model on the real
-//! ml-100k data once per test process and serves it on an ephemeral port of 127.0.0.1.
+//! Test harness for the end-to-end tests in `tests/`: trains, once per test process, three
+//! small runs on the real ml-100k data into a fresh runs root (an ID-only SASRec, a frozen and a
+//! PerPEFT-LoRA run over the small CLIP fixture), and serves that root (the same `Catalog`,
+//! `Jobs` and router as `perpeft serve --runs`) on an ephemeral port of 127.0.0.1.
 //!
 //! Needs the fetched data (`scripts/fetch_data.py` → `.cache/data`, or `PERPEFT_DATA_DIR`);
 //! missing data is a test failure with instructions, never a skip.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use perpeft::api::{AppState, router, serve};
-use perpeft::config::{RunRecord, SasRecConfig, TrainConfig};
+use perpeft::catalog::{Catalog, DataSource};
+use perpeft::config::{BackboneChoice, Method, PeftConfig, PeftKind, SasRecConfig, TrainConfig};
 use perpeft::data::{Dataset, Format};
 use perpeft::device::DeviceChoice;
-use perpeft::engine::Engine;
-use perpeft::store::RunDir;
+use perpeft::jobs::{JobSettings, Jobs};
 use perpeft::train::{Start, train};
 
-/// Epochs of the test model: enough to be clearly better than chance, quick on a CPU.
+/// Epochs of the ID-only test model: enough to be clearly better than chance, quick on a CPU.
 pub const TEST_EPOCHS: usize = 3;
+/// The bearer token of the test server.
+pub const TOKEN: &str = "e2e-test-token";
+/// Names of the runs the harness trains, in training order.
+pub const ID_ONLY: &str = "id-only";
+pub const FROZEN: &str = "frozen-clip";
+pub const PERPEFT: &str = "perpeft-lora";
+/// Groups of the PerPEFT run.
+pub const GROUPS: usize = 3;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -53,6 +63,11 @@ pub fn dist_dir() -> PathBuf {
     dir_from_env("PERPEFT_DIST", "dist", "run `scripts/build-frontend.sh`")
 }
 
+/// The small random CLIP fixture of the server's tests.
+pub fn clip_dir() -> PathBuf {
+    repo_root().join("server/tests/fixtures/backbones/clip-small")
+}
+
 /// ml-100k, loaded from [`data_dir`].
 pub fn ml100k() -> Dataset {
     perpeft::data::load(Format::Recbole, &data_dir().join("ml-100k"), "ml-100k")
@@ -63,8 +78,8 @@ pub fn ml100k() -> Dataset {
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// The run it serves.
-    pub record: RunRecord,
+    /// The runs root it serves.
+    pub root: PathBuf,
 }
 
 impl TestServer {
@@ -74,32 +89,90 @@ impl TestServer {
     }
 }
 
-/// Trains (once per process) and serves the test model, with `dist` as the front end.
+/// The test runs' configurations: `(name, config)`.
+pub fn test_runs(cache: &Path) -> Vec<(&'static str, TrainConfig)> {
+    let clip = |method| TrainConfig {
+        method,
+        backbone: BackboneChoice::Clip,
+        clip_dir: Some(clip_dir()),
+        cache_dir: cache.to_path_buf(),
+        ..TrainConfig::default()
+    };
+    vec![
+        (
+            ID_ONLY,
+            TrainConfig {
+                epochs: TEST_EPOCHS,
+                ..TrainConfig::default()
+            },
+        ),
+        (
+            FROZEN,
+            TrainConfig {
+                epochs: 2,
+                ..clip(Method::Frozen)
+            },
+        ),
+        (
+            PERPEFT,
+            TrainConfig {
+                peft: PeftConfig {
+                    kind: PeftKind::Lora,
+                    ..PeftConfig::default()
+                },
+                groups: GROUPS,
+                global_epochs: 1,
+                epochs: 1,
+                ..clip(Method::Perpeft)
+            },
+        ),
+    ]
+}
+
+/// Trains (once per process) the test runs and serves their root, with `dist` as the front
+/// end and [`TOKEN`] as the bearer token.
 pub fn server(dist: PathBuf) -> &'static TestServer {
     static SERVER: OnceLock<TestServer> = OnceLock::new();
     SERVER.get_or_init(|| {
         let dataset = ml100k();
-        let run_dir = std::env::temp_dir()
-            .join(format!("perpeft-e2e-{}", std::process::id()))
-            .join("run");
+        let scratch = std::env::temp_dir().join(format!("perpeft-e2e-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        let root = scratch.join("runs");
         let resolved = DeviceChoice::Flex.resolve().unwrap();
-        let cfg = TrainConfig {
-            epochs: TEST_EPOCHS,
-            ..TrainConfig::default()
+        let model = SasRecConfig::new(dataset.n_items());
+        for (name, cfg) in test_runs(&scratch.join("cache")) {
+            train(
+                &dataset,
+                &model,
+                &cfg,
+                &resolved,
+                &root.join(name),
+                Start::New,
+            )
+            .unwrap_or_else(|e| panic!("training the test run {name}: {e}"));
+        }
+        let data = DataSource {
+            dir: data_dir(),
+            format: Format::Recbole,
         };
-        train(
-            &dataset,
-            &SasRecConfig::new(dataset.n_items()),
-            &cfg,
-            &resolved,
-            &run_dir,
-            Start::Overwrite,
+        let catalog = Arc::new(Catalog::new(&root, data, resolved.device.clone()));
+        let jobs = Jobs::start(
+            catalog.clone(),
+            JobSettings {
+                device: resolved.clone(),
+                weights_dir: repo_root().join(".cache/weights"),
+                cache_dir: scratch.join("cache"),
+                clip_dir: Some(clip_dir()),
+            },
         )
-        .expect("training the test model");
-        let engine = Engine::open(&RunDir::new(&run_dir), dataset, &resolved.device)
-            .expect("loading the test model");
-        let record = engine.record.clone();
-        let app = router(AppState::new(engine), &dist);
+        .expect("starting the job worker");
+        let state = AppState {
+            catalog,
+            jobs,
+            token: Arc::new(TOKEN.into()),
+            device: resolved.name,
+        };
+        let app = router(state, &dist);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Runtime::new().unwrap();
@@ -111,7 +184,7 @@ pub fn server(dist: PathBuf) -> &'static TestServer {
         });
         TestServer {
             addr: rx.recv().unwrap(),
-            record,
+            root,
         }
     })
 }

@@ -1,14 +1,21 @@
-//! The HTTP API over real HTTP, against a server on an ephemeral port serving a model trained on
-//! ml-100k by the test harness.
+//! The HTTP API over real HTTP, against a server on an ephemeral port serving three runs trained
+//! on ml-100k by the test harness (ID-only, frozen CLIP, PerPEFT-LoRA with 3 groups): every
+//! endpoint, every error case, the OpenAPI document against the router, and the served
+//! per-group rankings against burn's own.
 
-use e2e::{TEST_EPOCHS, ml100k, server};
-use serde_json::Value;
-use shared::api::{Health, ItemTableBody, Recommendations, UserDetail, UserState, UsersPage};
-use shared::codec::decode_f32;
+use std::collections::BTreeSet;
+
+use e2e::{FROZEN, GROUPS, ID_ONLY, PERPEFT, TEST_EPOCHS, ml100k, server};
+use serde_json::{Value, json};
+use shared::api::{
+    Assignment, Comparison, GroupsBody, Health, Item, MapBody, Recommendations, RunDetail,
+    RunStatus, RunSummary, UserDetail, UsersPage,
+};
+use shared::bundle::ScorerBundle;
+use shared::groups::Grouping;
 use shared::{ItemTable, top_k};
 
-/// A stand-in front end, written once per process: rewriting it while another test's request
-/// streams it would truncate that response.
+/// A stand-in front end, written once per process.
 fn static_dist() -> std::path::PathBuf {
     static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
@@ -21,9 +28,13 @@ fn static_dist() -> std::path::PathBuf {
     .clone()
 }
 
-async fn get(path: &str) -> (u16, Value) {
-    let s = server(static_dist());
-    let resp = reqwest::get(s.url(path)).await.unwrap();
+fn url(path: &str) -> String {
+    server(static_dist()).url(path)
+}
+
+/// Status and body of a request; every API answer must be JSON.
+async fn send(req: reqwest::RequestBuilder, what: &str) -> (u16, Value) {
+    let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     let ctype = resp
         .headers()
@@ -33,9 +44,13 @@ async fn get(path: &str) -> (u16, Value) {
     let body = resp.text().await.unwrap();
     assert!(
         ctype.starts_with("application/json"),
-        "{path}: content-type {ctype:?}, body {body}"
+        "{what}: content-type {ctype:?}, body {body}"
     );
     (status, serde_json::from_str(&body).unwrap())
+}
+
+async fn get(path: &str) -> (u16, Value) {
+    send(reqwest::Client::new().get(url(path)), path).await
 }
 
 async fn ok<T: for<'de> serde::Deserialize<'de>>(path: &str) -> T {
@@ -44,101 +59,162 @@ async fn ok<T: for<'de> serde::Deserialize<'de>>(path: &str) -> T {
     serde_json::from_value(body).unwrap()
 }
 
-async fn error(path: &str, want: u16) -> String {
-    let (status, body) = get(path).await;
-    assert_eq!(status, want, "{path}: {body}");
+fn message(what: &str, body: &Value) -> String {
     body["error"]
         .as_str()
-        .unwrap_or_else(|| panic!("{path}: no error text in {body}"))
+        .unwrap_or_else(|| panic!("{what}: no error text in {body}"))
         .to_string()
 }
 
+async fn error(path: &str, want: u16) -> String {
+    let (status, body) = get(path).await;
+    assert_eq!(status, want, "{path}: {body}");
+    message(path, &body)
+}
+
+async fn post(path: &str, body: &str) -> (u16, Value) {
+    let req = reqwest::Client::new()
+        .post(url(path))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    send(req, path).await
+}
+
 #[tokio::test]
-async fn health_reports_a_model_better_than_chance() {
+async fn health_counts_the_finished_runs() {
     let h: Health = ok("/api/health").await;
-    assert_eq!(h.status, "ok");
-    assert_eq!(h.dataset, "ml-100k");
-    assert_eq!(h.model.method, "id-only");
-    assert_eq!(h.model.groups, 1, "a single-table run is one group");
-    assert!(h.model.epochs >= 1 && h.model.epochs <= TEST_EPOCHS);
-    // every ml-100k user has at least 20 ratings, so all 943 are evaluated
-    assert_eq!(h.model.test.users, 943);
-    // chance is about 10 / 1,650 = 0.006
-    assert!(
-        h.model.test.hr10 > 0.03,
-        "HR@10 {} is not better than chance",
-        h.model.test.hr10
-    );
-    assert!(h.model.test.ndcg10 > 0.0 && h.model.test.ndcg10 <= h.model.test.hr10);
+    assert_eq!((h.status.as_str(), h.device.as_str()), ("ok", "flex"));
+    assert!(h.runs >= 3, "{h:?}");
+    assert!(h.version.starts_with("0.1.0+"));
 }
 
 #[tokio::test]
-async fn users_are_paged() {
-    let d = ml100k();
-    let p: UsersPage = ok("/api/users?offset=5&limit=10").await;
-    assert_eq!(p.total, 943);
-    assert_eq!(p.users.len(), 10);
-    assert_eq!(p.users[0].id, d.user_ids[5]);
-    assert_eq!(p.users[0].interactions, d.sequences[5].len());
-    let last: UsersPage = ok("/api/users?offset=940&limit=10").await;
-    assert_eq!(last.users.len(), 3);
-    let default: UsersPage = ok("/api/users").await;
+async fn runs_are_listed_and_described() {
+    let runs: Vec<RunSummary> = ok("/api/runs").await;
+    let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(&names[..3], [ID_ONLY, FROZEN, PERPEFT]);
+    let id_only = &runs[0];
     assert_eq!(
-        (default.offset, default.limit, default.users.len()),
-        (0, 50, 50)
+        (id_only.method.as_str(), id_only.status, id_only.epochs_done),
+        ("id-only", RunStatus::Finished, TEST_EPOCHS)
     );
+    // every ml-100k user has at least 20 ratings, so all 943 are evaluated; chance is ~0.006
+    let test = id_only.test.unwrap();
+    assert_eq!(test.users, 943);
+    assert!(
+        test.hr10 > 0.03,
+        "HR@10 {} is not better than chance",
+        test.hr10
+    );
+
+    let d: RunDetail = ok(&format!("/api/runs/{PERPEFT}")).await;
+    assert_eq!(d.summary.method, "perpeft-lora");
+    assert_eq!(d.curve.len(), 1);
+    assert_eq!(d.config["groups"], json!(GROUPS));
+    assert_eq!(d.model["hidden"], json!(32));
+    assert_eq!(d.groups.len(), GROUPS);
+    assert_eq!(d.group_sizes.iter().sum::<usize>(), 943);
+    assert_eq!(
+        d.stages
+            .iter()
+            .map(|s| s.stage.as_str())
+            .collect::<Vec<_>>(),
+        ["global", "grouping"]
+    );
+    assert!(d.adapter_params.unwrap() > 0);
+    assert_eq!(d.dataset_checksum, ml100k().checksum);
+    let single: RunDetail = ok(&format!("/api/runs/{ID_ONLY}")).await;
+    assert_eq!(single.groups.len(), 1);
+    assert_eq!(single.groups[0].test, test);
 }
 
 #[tokio::test]
-async fn bad_queries_are_400_with_json() {
-    assert!(error("/api/users?limit=0", 400).await.contains("limit"));
+async fn unknown_things_are_404_and_bad_parameters_400() {
     assert!(
-        error("/api/users?limit=100000", 400)
+        error("/api/runs/no-such-run", 404)
             .await
-            .contains("limit")
-    );
-    assert!(!error("/api/users?offset=-1", 400).await.is_empty());
-    assert!(!error("/api/users?limit=many", 400).await.is_empty());
-    assert!(
-        error("/api/users/196/recommendations?k=0", 400)
-            .await
-            .contains("k must be")
+            .contains("no-such-run")
     );
     assert!(
-        !error("/api/users/196/recommendations?k=ten", 400)
+        error("/api/runs/no-such-run/groups", 404)
             .await
-            .is_empty()
-    );
-}
-
-#[tokio::test]
-async fn unknown_things_are_404_with_json() {
-    assert!(
-        error("/api/users/no-such-user", 404)
-            .await
-            .contains("no-such-user")
+            .contains("no run")
     );
     assert!(
-        error("/api/users/0/recommendations", 404)
+        error(&format!("/api/runs/{ID_ONLY}/users/nobody"), 404)
             .await
-            .contains("unknown user")
+            .contains("nobody")
     );
-    assert!(
-        error("/api/users/99999/state", 404)
-            .await
-            .contains("unknown user")
-    );
-    assert!(error("/api/grouping", 404).await.contains("no grouping"));
     assert!(
         error("/api/nothing-here", 404)
             .await
             .contains("no such API endpoint")
     );
+    // a run name is looked up in the registry, never used as a path
+    assert_eq!(get("/api/runs/..%2F..%2Fetc/groups").await.0, 404);
+    let users = format!("/api/runs/{ID_ONLY}/users");
+    assert!(
+        error(&format!("{users}?limit=0"), 400)
+            .await
+            .contains("limit")
+    );
+    assert!(
+        error(&format!("{users}?limit=100000"), 400)
+            .await
+            .contains("limit")
+    );
+    assert!(!error(&format!("{users}?offset=-1"), 400).await.is_empty());
+    let recs = format!("/api/runs/{ID_ONLY}/users/196/recommendations");
+    assert!(
+        error(&format!("{recs}?k=0"), 400)
+            .await
+            .contains("k must be")
+    );
+    assert!(
+        error(&format!("{recs}?k=201"), 400)
+            .await
+            .contains("k must be")
+    );
+    assert!(!error(&format!("{recs}?k=ten"), 400).await.is_empty());
+    assert!(
+        error(&format!("{recs}?group=1"), 400)
+            .await
+            .contains("group 1 does not exist")
+    );
+    assert!(
+        error(&format!("/api/runs/{ID_ONLY}/grouping"), 404)
+            .await
+            .contains("no grouping")
+    );
+    assert!(
+        error(&format!("/api/runs/{PERPEFT}/groups/9/scorer"), 400)
+            .await
+            .contains("group 9")
+    );
+    assert!(!error("/api/jobs/x", 400).await.is_empty());
+    assert!(error("/api/jobs/999999", 404).await.contains("999999"));
 }
 
 #[tokio::test]
-async fn history_is_the_users_ratings_in_time_order() {
-    // user 196's ratings, read straight from the file
+async fn users_are_paged_and_filtered_by_group() {
+    let d = ml100k();
+    let p: UsersPage = ok(&format!("/api/runs/{ID_ONLY}/users?offset=5&limit=10")).await;
+    assert_eq!((p.total, p.users.len()), (943, 10));
+    assert_eq!(p.users[0].id, d.user_ids[5]);
+    assert_eq!(p.users[0].interactions, d.sequences[5].len());
+    let last: UsersPage = ok(&format!("/api/runs/{ID_ONLY}/users?offset=940&limit=10")).await;
+    assert_eq!(last.users.len(), 3);
+    let mut total = 0;
+    for g in 0..GROUPS {
+        let page: UsersPage = ok(&format!("/api/runs/{PERPEFT}/users?group={g}&limit=500")).await;
+        assert!(page.users.iter().all(|u| u.group == g));
+        total += page.total;
+    }
+    assert_eq!(total, 943, "every user is in exactly one group");
+}
+
+#[tokio::test]
+async fn a_users_history_holds_out_their_last_interaction() {
     let text = std::fs::read_to_string(e2e::data_dir().join("ml-100k/ml-100k.inter")).unwrap();
     let mut rows: Vec<(u64, String)> = text
         .lines()
@@ -148,133 +224,443 @@ async fn history_is_the_users_ratings_in_time_order() {
         .map(|f| (f[3].parse().unwrap(), f[1].to_string()))
         .collect();
     rows.sort_by_key(|r| r.0); // stable
-    let d: UserDetail = ok("/api/users/196").await;
-    assert_eq!(d.id, "196");
-    let raw: Vec<String> = d.history.iter().map(|i| i.raw_id.clone()).collect();
+    let d: UserDetail = ok(&format!("/api/runs/{ID_ONLY}/users/196")).await;
+    let mut raw: Vec<String> = d.history.iter().map(|i| i.raw_id.clone()).collect();
+    raw.push(d.held_out.unwrap().raw_id);
     assert_eq!(raw, rows.into_iter().map(|r| r.1).collect::<Vec<_>>());
-    assert!(d.history.iter().all(|i| !i.title.is_empty()));
+    assert!(
+        d.history
+            .iter()
+            .all(|i| !i.title.is_empty() && !i.categories.is_empty())
+    );
+}
+
+/// The served per-group ranking equals burn's: the state from SASRec in burn over the user's
+/// input with the group's table, scores against that table, the held-out item ranked as
+/// `eval::ranks` ranks it, for the user's own group and for another group.
+#[tokio::test]
+async fn served_rankings_equal_burns_evaluation_ranking() {
+    use burn::prelude::*;
+    use perpeft::eval::{Phase, ranks, window};
+    let s = server(static_dist());
+    let dataset = ml100k();
+    let split = perpeft::data::Split::leave_one_out(&dataset.sequences);
+    let run = perpeft::store::RunDir::new(s.root.join(PERPEFT));
+    let model = run.load_model(&Device::flex()).unwrap();
+    let groups = run.read_groups().unwrap();
+    let users = split.evaluated_users();
+    for g in 0..GROUPS {
+        let eval_ranks = ranks(&model.sasrec, &model.tables[g], &split, Phase::Test);
+        for (i, &u) in users.iter().enumerate().step_by(97) {
+            let id = &dataset.user_ids[u];
+            let r: Recommendations = ok(&format!(
+                "/api/runs/{PERPEFT}/users/{id}/recommendations?k=25&group={g}"
+            ))
+            .await;
+            assert_eq!((r.group, r.own_group), (g, groups.assignment[u] == g));
+            let held = r.held_out.as_ref().unwrap();
+            assert_eq!(held.item.id, split.test[u].unwrap());
+            assert_eq!(held.rank, eval_ranks[i] + 1, "user {id}, group {g}");
+            // burn's top 25 over the same candidates
+            let mut input = split.train[u].clone();
+            input.push(split.valid[u].unwrap());
+            let seq: Vec<i64> = window(&input, 10).into_iter().map(i64::from).collect();
+            let seq = Tensor::<2, Int>::from_data(TensorData::new(seq, [1, 10]), &Device::flex());
+            let state = model.sasrec.user_states(seq, model.tables[g].clone());
+            let scores: Vec<f32> = state
+                .matmul(model.tables[g].clone().transpose())
+                .into_data()
+                .iter::<f32>()
+                .collect();
+            let target = split.test[u].unwrap();
+            let mut order: Vec<u32> = (1..scores.len() as u32)
+                .filter(|&i| i == target || !input.contains(&i))
+                .collect();
+            order.sort_by(|&a, &b| {
+                scores[b as usize]
+                    .total_cmp(&scores[a as usize])
+                    .then(a.cmp(&b))
+            });
+            let served: Vec<u32> = r.items.iter().map(|x| x.item.id).collect();
+            assert_eq!(served, order[..25], "user {id}, group {g}");
+        }
+    }
 }
 
 #[tokio::test]
-async fn recommendations_are_unseen_ranked_and_match_the_shared_scorer() {
-    let detail: UserDetail = ok("/api/users/196").await;
-    let recs: Recommendations = ok("/api/users/196/recommendations?k=20").await;
-    assert_eq!(recs.items.len(), 20);
-    let seen: Vec<u32> = detail.history.iter().map(|i| i.id).collect();
-    assert!(
-        recs.items.iter().all(|r| !seen.contains(&r.item.id)),
-        "a seen item was recommended"
-    );
-    assert!(recs.items.windows(2).all(|w| w[0].score >= w[1].score));
+async fn groups_describe_each_group_against_the_global_model() {
+    let b: GroupsBody = ok(&format!("/api/runs/{PERPEFT}/groups")).await;
+    assert_eq!(b.groups.len(), GROUPS);
+    assert_eq!(b.groups.iter().map(|g| g.size).sum::<usize>(), 943);
+    let detail: RunDetail = ok(&format!("/api/runs/{PERPEFT}")).await;
+    for (g, card) in b.groups.iter().enumerate() {
+        assert_eq!(card.group, g);
+        assert_eq!(card.centroid.len(), 32);
+        assert_eq!(
+            card.own, detail.groups[g],
+            "own metrics are the recorded best epoch's"
+        );
+        let global = card.global.unwrap();
+        assert_eq!(global.test.users, card.own.test.users);
+        let gain = card.gain_ndcg20.unwrap();
+        assert!((gain - (card.own.test.ndcg20 - global.test.ndcg20)).abs() < 1e-12);
+        assert!(!card.items.is_empty() && !card.categories.is_empty());
+        for d in card.items.iter().chain(&card.categories) {
+            assert!(d.count >= 5 && d.lift > 0.0);
+            assert!((d.lift - d.group_share / d.catalogue_share).abs() < 1e-9);
+        }
+        assert!(card.items.windows(2).all(|w| w[0].lift >= w[1].lift));
+        for s in &card.promoted {
+            assert!(s.group_rank < s.global_rank && s.group_rank <= 50);
+        }
+        for s in &card.demoted {
+            assert!(s.group_rank > s.global_rank && s.global_rank <= 50);
+        }
+    }
+    let single: GroupsBody = ok(&format!("/api/runs/{ID_ONLY}/groups")).await;
+    assert_eq!(single.groups.len(), 1);
+    assert!(single.groups[0].global.is_none() && single.groups[0].promoted.is_empty());
+    assert_eq!(single.groups[0].size, 943);
+}
 
-    // What the browser does: rank with the state and the table, using the shared scorer.
-    let state: UserState = ok("/api/users/196/state").await;
-    assert_eq!((state.group, recs.group), (0, 0));
-    let table: ItemTableBody = ok("/api/items/table").await;
-    assert_eq!(table, ok::<ItemTableBody>("/api/items/table?group=0").await);
-    assert!(
-        error("/api/items/table?group=1", 400)
-            .await
-            .contains("group 1 does not exist")
+#[tokio::test]
+async fn the_map_places_every_user_with_their_group() {
+    let m: MapBody = ok(&format!("/api/runs/{PERPEFT}/map")).await;
+    assert_eq!((m.method.as_str(), m.points.len()), ("pca", 943));
+    assert!(m.explained.iter().all(|e| *e > 0.0 && *e <= 1.0));
+    assert!(m.explained[0] >= m.explained[1]);
+    let page: UsersPage = ok(&format!("/api/runs/{PERPEFT}/users?limit=500")).await;
+    for u in &page.users {
+        let p = m.points.iter().find(|p| p.user == u.id).unwrap();
+        assert_eq!(p.group, u.group);
+        assert!(p.x.is_finite() && p.y.is_finite());
+    }
+    let distinct: BTreeSet<(u32, u32)> = m
+        .points
+        .iter()
+        .map(|p| (p.x.to_bits(), p.y.to_bits()))
+        .collect();
+    assert!(distinct.len() > 900, "users are spread out");
+}
+
+#[tokio::test]
+async fn the_catalogue_has_every_item_with_its_genres() {
+    let items: Vec<Item> = ok(&format!("/api/runs/{ID_ONLY}/items")).await;
+    assert_eq!(items.len(), 1682);
+    assert!(items.iter().enumerate().all(|(i, x)| x.id == i as u32 + 1));
+    assert!(items.iter().all(|x| !x.categories.is_empty()));
+}
+
+#[tokio::test]
+async fn a_new_history_is_placed_in_a_group_and_ranked() {
+    let dataset = ml100k();
+    let split = perpeft::data::Split::leave_one_out(&dataset.sequences);
+    let groups = perpeft::store::RunDir::new(server(static_dist()).root.join(PERPEFT))
+        .read_groups()
+        .unwrap();
+    let grouping: Grouping = ok(&format!("/api/runs/{PERPEFT}/grouping")).await;
+    for u in (0..dataset.n_users()).step_by(53) {
+        // what grouping clustered: the user's training items and validation item
+        let history = perpeft::train::stages::grouping_history(&split, u);
+        let body = json!({ "history": history, "k": 10 }).to_string();
+        let (status, a) = post(&format!("/api/runs/{PERPEFT}/assign"), &body).await;
+        assert_eq!(status, 200, "{a}");
+        let a: Assignment = serde_json::from_value(a).unwrap();
+        assert_eq!(a.assigned, groups.assignment[u], "user {u}");
+        assert_eq!(
+            grouping.assign(&history),
+            a.assigned,
+            "the browser's code agrees"
+        );
+        assert_eq!(a.distances.len(), GROUPS);
+        let nearest = (0..GROUPS)
+            .min_by(|&x, &y| a.distances[x].total_cmp(&a.distances[y]))
+            .unwrap();
+        assert_eq!(nearest, a.assigned);
+        let r = &a.recommendations;
+        assert_eq!(
+            (r.group, r.items.len(), r.held_out.is_none()),
+            (a.assigned, 10, true)
+        );
+        assert!(r.items.iter().all(|x| !history.contains(&x.item.id)));
+    }
+    // another group's table, asked for, is used
+    let body = json!({ "history": [1, 2, 3], "k": 5, "group": 2 }).to_string();
+    let (_, a) = post(&format!("/api/runs/{PERPEFT}/assign"), &body).await;
+    let a: Assignment = serde_json::from_value(a).unwrap();
+    assert_eq!(a.recommendations.group, 2);
+    // a single-table run assigns everyone to group 0, with no distances
+    let (_, a) = post(
+        &format!("/api/runs/{ID_ONLY}/assign"),
+        "{\"history\": [1, 2]}",
+    )
+    .await;
+    let a: Assignment = serde_json::from_value(a).unwrap();
+    assert_eq!(
+        (a.assigned, a.distances.len(), a.recommendations.items.len()),
+        (0, 0, 20)
     );
-    assert_eq!(table.rows, 1683);
-    assert_eq!(table.items.len(), 1682);
-    let data = decode_f32(&table.data_b64).unwrap();
-    let t = ItemTable::new(table.dim, &data).unwrap();
-    let vector = decode_f32(&state.vector_b64).unwrap();
-    let mut exclude = state.exclude.clone();
-    exclude.sort_unstable();
-    assert_eq!(exclude, perpeft::data::sorted_distinct(&seen));
-    let local = top_k(&vector, &t, &state.exclude, 20);
-    let server_ids: Vec<u32> = recs.items.iter().map(|r| r.item.id).collect();
-    let local_ids: Vec<u32> = local.iter().map(|s| s.item).collect();
-    assert_eq!(server_ids, local_ids);
-    for (r, l) in recs.items.iter().zip(&local) {
-        assert_eq!(r.score.to_bits(), l.score.to_bits());
+}
+
+#[tokio::test]
+async fn bad_bodies_get_the_status_that_names_the_problem() {
+    let path = format!("/api/runs/{PERPEFT}/assign");
+    for (body, status, want) in [
+        ("{\"history\": [0]}", 422, "unknown item id 0"),
+        ("{\"history\": [1683]}", 422, "unknown item id 1683"),
+        (
+            "{\"history\": [1], \"group\": 3}",
+            422,
+            "group 3 does not exist",
+        ),
+        ("{\"history\": [1], \"k\": 0}", 400, "k must be"),
+        ("{\"history\": \"x\"}", 422, ""),
+        ("not json", 400, ""),
+    ] {
+        let (s, v) = post(&path, body).await;
+        assert_eq!(s, status, "{body}: {v}");
+        assert!(message(body, &v).contains(want), "{body}: {v}");
+    }
+    let long = json!({ "history": vec![1; 2001] }).to_string();
+    let (s, v) = post(&path, &long).await;
+    assert_eq!(s, 413, "{v}");
+    let huge = json!({ "history": vec![1; 40_000] }).to_string();
+    assert!(huge.len() > perpeft::api::MAX_BODY);
+    assert_eq!(post(&path, &huge).await.0, 413);
+    let req = reqwest::Client::new()
+        .post(url(&path))
+        .body("{\"history\": [1]}");
+    assert_eq!(send(req, "no content type").await.0, 415);
+}
+
+/// The bundle the browser reranks with: cached by ETag, and its half-precision table ranks as
+/// the server's `f32` one does (the same top-20 for nearly every user).
+#[tokio::test]
+async fn scorer_bundles_are_cached_and_rank_like_the_server() {
+    let client = reqwest::Client::new();
+    let path = url(&format!("/api/runs/{PERPEFT}/groups/1/scorer"));
+    let resp = client.get(&path).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let etag = resp.headers()["etag"].to_str().unwrap().to_string();
+    let bundle: ScorerBundle = resp.json().await.unwrap();
+    let again = client
+        .get(&path)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 304);
+    let other = client
+        .get(&path)
+        .header("if-none-match", "\"x\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status().as_u16(), 200);
+    assert_eq!(
+        (bundle.group, bundle.groups, bundle.rows),
+        (1, GROUPS, 1683)
+    );
+    assert_eq!(bundle.centroids.len(), GROUPS * 32);
+    let table = bundle.table().unwrap();
+    let t = ItemTable::new(32, &table).unwrap();
+    let page: UsersPage = ok(&format!("/api/runs/{PERPEFT}/users?group=1&limit=500")).await;
+    let (mut same, mut checked) = (0, 0);
+    for u in page.users.iter().step_by(5) {
+        let served: Recommendations = ok(&format!(
+            "/api/runs/{PERPEFT}/users/{}/recommendations?k=20",
+            u.id
+        ))
+        .await;
+        let detail: UserDetail = ok(&format!("/api/runs/{PERPEFT}/users/{}", u.id)).await;
+        let history: Vec<u32> = detail.history.iter().map(|i| i.id).collect();
+        let mut exclude = history.clone();
+        if let Some(h) = &detail.held_out {
+            exclude.retain(|&i| i != h.id);
+        }
+        let state = bundle.scorer.user_state(&t, &history);
+        let local: BTreeSet<u32> = top_k(&state, &t, &exclude, 20)
+            .iter()
+            .map(|s| s.item)
+            .collect();
+        let server: BTreeSet<u32> = served.items.iter().map(|r| r.item.id).collect();
+        same += local.intersection(&server).count();
+        checked += 20;
+    }
+    let agreement = same as f64 / checked as f64;
+    println!(
+        "f16 bundle vs f32 server: top-20 agreement {agreement:.4} over {} users",
+        checked / 20
+    );
+    assert!(agreement > 0.97, "{agreement}");
+}
+
+#[tokio::test]
+async fn a_groups_adapter_downloads_in_the_hugging_face_peft_layout() {
+    use std::io::Read;
+    let resp = reqwest::get(url(&format!("/api/runs/{PERPEFT}/groups/2/adapter")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/zip");
+    let bytes = resp.bytes().await.unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut read = |name: &str| {
+        let mut v = Vec::new();
+        zip.by_name(name).unwrap().read_to_end(&mut v).unwrap();
+        v
+    };
+    let config: Value = serde_json::from_slice(&read("adapter_config.json")).unwrap();
+    assert_eq!(config["peft_type"], "LORA");
+    assert_eq!(
+        (config["r"].as_u64(), config["lora_alpha"].as_f64()),
+        (Some(4), Some(8.0))
+    );
+    assert_eq!(config["target_modules"], json!(["q_proj", "v_proj"]));
+    assert_eq!(config["bias"], "none");
+    let weights = read("adapter_model.safetensors");
+    let st = safetensors::SafeTensors::deserialize(&weights).unwrap();
+    let names: BTreeSet<String> = st.names().into_iter().map(String::from).collect();
+    // the small CLIP has 2 text layers of width 32; ml-100k has no images
+    let mut want = BTreeSet::new();
+    for l in 0..2 {
+        for m in ["q_proj", "v_proj"] {
+            let p = format!("base_model.model.text_model.encoder.layers.{l}.self_attn.{m}");
+            want.insert(format!("{p}.lora_A.weight"));
+            want.insert(format!("{p}.lora_B.weight"));
+        }
+    }
+    assert_eq!(names, want);
+    for n in &names {
+        let shape = st.tensor(n).unwrap().shape().to_vec();
+        let expected = if n.ends_with("lora_A.weight") {
+            [4, 32]
+        } else {
+            [32, 4]
+        };
+        assert_eq!(shape, expected, "{n}");
+    }
+    let (s, v) = get(&format!("/api/runs/{ID_ONLY}/groups/0/adapter")).await;
+    assert_eq!(s, 422, "{v}");
+    assert!(message("id-only adapter", &v).contains("no adapter"));
+    let (s, v) = get(&format!("/api/runs/{PERPEFT}/groups/7/adapter")).await;
+    assert_eq!(s, 422, "{v}");
+    assert!(message("group 7", &v).contains("group 7 does not exist"));
+}
+
+#[tokio::test]
+async fn one_user_compared_across_runs() {
+    let c: Comparison = ok(&format!(
+        "/api/compare?user=196&runs={PERPEFT},{FROZEN},{ID_ONLY}&k=15"
+    ))
+    .await;
+    assert_eq!(c.lists.len(), 3);
+    assert_eq!(
+        c.lists.iter().map(|l| l.run.as_str()).collect::<Vec<_>>(),
+        [PERPEFT, FROZEN, ID_ONLY]
+    );
+    for l in &c.lists {
+        let alone: Recommendations = ok(&format!(
+            "/api/runs/{}/users/196/recommendations?k=15",
+            l.run
+        ))
+        .await;
+        assert_eq!(l, &alone, "a compared list is the run's own answer");
+    }
+    assert_eq!(c.overlaps.len(), 3);
+    let (a, b) = (&c.lists[0], &c.lists[2]);
+    let shared = a
+        .items
+        .iter()
+        .filter(|x| b.items.iter().any(|y| y.item.id == x.item.id))
+        .count();
+    let o = c
+        .overlaps
+        .iter()
+        .find(|o| o.a == PERPEFT && o.b == ID_ONLY)
+        .unwrap();
+    assert_eq!(o.shared, shared);
+    assert!(
+        error(&format!("/api/compare?user=196&runs={ID_ONLY}"), 400)
+            .await
+            .contains("2 to 8")
+    );
+    assert!(
+        error(&format!("/api/compare?user=196&runs={ID_ONLY},nope"), 404)
+            .await
+            .contains("nope")
+    );
+    assert!(
+        error(
+            &format!("/api/compare?user=nobody&runs={ID_ONLY},{FROZEN}"),
+            404
+        )
+        .await
+        .contains("nobody")
+    );
+    assert!(!error("/api/compare?runs=a,b", 400).await.is_empty());
+}
+
+/// The OpenAPI document lists exactly the routes the router serves, and every documented
+/// route answers (with anything but the router's own "no such API endpoint").
+#[tokio::test]
+async fn the_openapi_document_lists_every_route() {
+    let doc: Value = ok("/api/openapi.json").await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.insert(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    let routes: BTreeSet<String> = [
+        "GET /api/health",
+        "GET /api/openapi.json",
+        "GET /api/runs",
+        "GET /api/runs/{run}",
+        "GET /api/runs/{run}/groups",
+        "GET /api/runs/{run}/map",
+        "GET /api/runs/{run}/items",
+        "GET /api/runs/{run}/users",
+        "GET /api/runs/{run}/users/{id}",
+        "GET /api/runs/{run}/users/{id}/recommendations",
+        "POST /api/runs/{run}/assign",
+        "GET /api/runs/{run}/grouping",
+        "GET /api/runs/{run}/groups/{g}/scorer",
+        "GET /api/runs/{run}/groups/{g}/adapter",
+        "GET /api/compare",
+        "POST /api/jobs",
+        "GET /api/jobs",
+        "GET /api/jobs/{id}",
+        "DELETE /api/jobs/{id}",
+        "GET /api/jobs/{id}/events",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(documented, routes);
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    for route in &routes {
+        let (method, path) = route.split_once(' ').unwrap();
+        let path = path
+            .replace("{run}", PERPEFT)
+            .replace("{id}", "196")
+            .replace("{g}", "0");
+        let req = reqwest::Client::new().request(method.parse().unwrap(), url(&path));
+        let resp = req.send().await.unwrap();
+        let body = resp.text().await.unwrap_or_default();
+        assert!(
+            !body.contains("no such API endpoint"),
+            "{route} is not routed"
+        );
     }
 }
 
 #[tokio::test]
 async fn the_front_end_is_served_at_the_root() {
-    let s = server(static_dist());
     for path in ["/", "/some/client/route"] {
-        let resp = reqwest::get(s.url(path)).await.unwrap();
+        let resp = reqwest::get(url(path)).await.unwrap();
         assert_eq!(resp.status(), 200);
         assert!(resp.text().await.unwrap().contains("perpeft-test-index"));
     }
-}
-
-async fn post(path: &str, body: &str) -> (u16, Value) {
-    let s = server(static_dist());
-    let resp = reqwest::Client::new()
-        .post(s.url(path))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (
-        status,
-        serde_json::from_str(&resp.text().await.unwrap()).unwrap(),
-    )
-}
-
-#[tokio::test]
-async fn a_new_history_is_ranked_like_a_known_user() {
-    let detail: UserDetail = ok("/api/users/196").await;
-    let history: Vec<u32> = detail.history.iter().map(|i| i.id).collect();
-    let known: Recommendations = ok("/api/users/196/recommendations?k=15").await;
-    let body = serde_json::json!({ "history": history, "k": 15 }).to_string();
-    let (status, fresh) = post("/api/recommendations", &body).await;
-    assert_eq!(status, 200, "{fresh}");
-    let fresh: Recommendations = serde_json::from_value(fresh).unwrap();
-    assert_eq!(fresh.items, known.items);
-    // a different history gives a different ranking
-    let (_, other) = post("/api/recommendations", "{\"history\": [1, 2, 3]}").await;
-    let other: Recommendations = serde_json::from_value(other).unwrap();
-    assert_eq!(other.items.len(), 20);
-    assert!(other.items.iter().all(|r| ![1, 2, 3].contains(&r.item.id)));
-    assert_ne!(other.items[..15], known.items[..]);
-}
-
-#[tokio::test]
-async fn bad_histories_are_400_with_json() {
-    for (body, want) in [
-        ("{\"history\": [0]}", "unknown item id 0"),
-        ("{\"history\": [1683]}", "unknown item id 1683"),
-        ("{\"history\": [1], \"k\": 0}", "k must be"),
-        ("{\"history\": [1], \"group\": 1}", "group 1 does not exist"),
-        ("{\"history\": \"x\"}", ""),
-        ("not json", ""),
-    ] {
-        let (status, v) = post("/api/recommendations", body).await;
-        assert_eq!(status, 400, "{body}: {v}");
-        let text = v["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{body}: no error text in {v}"));
-        assert!(text.contains(want), "{body}: {text}");
-    }
-}
-
-#[tokio::test]
-async fn the_scorer_bundle_recomputes_the_servers_user_state_exactly() {
-    let model: shared::sasrec::SasRec = ok("/api/scorer").await;
-    let table: ItemTableBody = ok("/api/items/table").await;
-    let data = decode_f32(&table.data_b64).unwrap();
-    let t = ItemTable::new(table.dim, &data).unwrap();
-    let detail: UserDetail = ok("/api/users/196").await;
-    let history: Vec<u32> = detail.history.iter().map(|i| i.id).collect();
-    let state: UserState = ok("/api/users/196/state").await;
-    let ours: Vec<u32> = model
-        .user_state(&t, &history)
-        .iter()
-        .map(|v| v.to_bits())
-        .collect();
-    let theirs: Vec<u32> = decode_f32(&state.vector_b64)
-        .unwrap()
-        .iter()
-        .map(|v| v.to_bits())
-        .collect();
-    assert_eq!(ours, theirs);
 }

@@ -1,16 +1,17 @@
-//! The page in a real headless Chromium (through chromedriver): pick a user, see the history and
-//! the server's recommendations, check the browser's own WASM ranking equals the server's,
-//! dismiss an item to rerank locally, and add one to the history (the state is recomputed in
-//! WASM) and check the result against the server's answer for that history.
+//! The page in a real headless Chromium (through chromedriver): the first finished run is
+//! chosen, pick a user, see the history and the server's recommendations, check the browser's
+//! own WASM ranking equals the server's, dismiss an item to rerank locally, and add one to the
+//! history (the state is recomputed in WASM) and check the result against the server's answer
+//! for that history.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{dist_dir, server};
+use e2e::{ID_ONLY, dist_dir, server};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use shared::api::{Recommendations, UserDetail};
+use shared::api::{Assignment, Recommendations, UserDetail};
 
 /// chromedriver on a free port, killed on drop.
 struct Driver {
@@ -166,12 +167,14 @@ async fn pick_a_user_and_see_recommendations_ranked_identically_in_the_browser()
         .expect("the history appears");
     assert!(!history.text().await.unwrap().is_empty());
 
-    let api: Recommendations = reqwest::get(s.url("/api/users/196/recommendations?k=21"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let api: Recommendations = reqwest::get(s.url(&format!(
+        "/api/runs/{ID_ONLY}/users/196/recommendations?k=21"
+    )))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     let api_ids: Vec<u32> = api.items.iter().map(|r| r.item.id).collect();
 
     let server_list = item_ids(&c, "#server-recs", 20).await;
@@ -200,7 +203,7 @@ async fn pick_a_user_and_see_recommendations_ranked_identically_in_the_browser()
     // reranks; the server, asked about the same new history, ranks the same way.
     let added = api_ids[1];
     click(&c, "#browser-recs > li button.add").await;
-    let detail: UserDetail = reqwest::get(s.url("/api/users/196"))
+    let detail: UserDetail = reqwest::get(s.url(&format!("/api/runs/{ID_ONLY}/users/196")))
         .await
         .unwrap()
         .json()
@@ -208,9 +211,9 @@ async fn pick_a_user_and_see_recommendations_ranked_identically_in_the_browser()
         .unwrap();
     let mut history: Vec<u32> = detail.history.iter().map(|i| i.id).collect();
     history.push(added);
-    let fresh: Recommendations = reqwest::Client::new()
-        .post(s.url("/api/recommendations"))
-        .json(&json!({ "history": history, "k": 25 }))
+    let fresh: Assignment = reqwest::Client::new()
+        .post(s.url(&format!("/api/runs/{ID_ONLY}/assign")))
+        .json(&json!({ "history": history, "k": 25, "group": 0 }))
         .send()
         .await
         .unwrap()
@@ -218,6 +221,7 @@ async fn pick_a_user_and_see_recommendations_ranked_identically_in_the_browser()
         .await
         .unwrap();
     let expected: Vec<u32> = fresh
+        .recommendations
         .items
         .iter()
         .map(|r| r.item.id)

@@ -1,4 +1,4 @@
-//! The paged list of users; clicking one selects it.
+//! The paged list of a run's users with their group; clicking one selects it.
 
 use leptos::prelude::*;
 
@@ -6,11 +6,14 @@ use crate::api;
 
 const PAGE: usize = 25;
 
-/// Users, a page at a time.
+/// The run's users, a page at a time.
 #[component]
-pub fn UserList(selected: RwSignal<Option<String>>) -> impl IntoView {
+pub fn UserList(run: String, selected: RwSignal<Option<String>>) -> impl IntoView {
     let offset = RwSignal::new(0usize);
-    let page = LocalResource::new(move || api::users(offset.get(), PAGE));
+    let page = LocalResource::new(move || {
+        let (run, at) = (run.clone(), offset.get());
+        async move { api::users(&run, at, PAGE).await }
+    });
     view! {
         <nav class="users">
             <h2>"Users"</h2>
@@ -34,7 +37,7 @@ pub fn UserList(selected: RwSignal<Option<String>>) -> impl IntoView {
                                                     data-user-id=u.id.clone()
                                                     on:click=move |_| selected.set(Some(id.clone()))>
                                                     {format!("User {}", u.id)}
-                                                    <span class="count">{format!("{} ratings", u.interactions)}</span>
+                                                    <span class="count">{format!("{} ratings · group {}", u.interactions, u.group)}</span>
                                                 </button>
                                             </li>
                                         }

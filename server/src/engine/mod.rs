@@ -1,28 +1,41 @@
 //! `engine` owns a loaded run, ready to serve: any finished run (id-only, frozen, global PEFT,
 //! or PerPEFT with one item table per group), its dataset, SASRec as the plain-Rust
-//! `shared::sasrec::SasRec`, every user's group and current state (computed once, with the same
-//! code the browser runs), and, for PerPEFT, the centroids and the global model that place a
-//! history it has not seen in a group. Ranking is `shared::scorer`.
+//! `shared::sasrec::SasRec`, every user's group and state (computed once, with the same code the
+//! browser runs), the global model and centroids that place a history it has not seen in a
+//! group, and what describes the groups ([`insights`]). Ranking is `shared::scorer`.
+//!
+//! A known user is served as evaluation sees them: the state comes from every interaction but
+//! the held-out test item (docs/method.md §2.3), and that item's rank is reported, so an analyst
+//! sees whether the model would have recommended what the user did next.
 //!
 //! Invariant: after [`Engine::open`] nothing here touches burn or the disk: a request is plain
 //! Rust over vectors in memory.
 
+pub mod insights;
+
+use std::sync::Arc;
+
 use burn::prelude::*;
+use shared::bundle::{Encoding, ScorerBundle};
 use shared::groups::Grouping;
 use shared::{ItemTable, Scored, top_k};
 
 use crate::config::RunRecord;
-use crate::data::{Dataset, sorted_distinct};
+use crate::data::{Dataset, Split, sorted_distinct};
 use crate::error::{Error, Result};
 use crate::store::RunDir;
+use insights::Insights;
 
 /// A loaded run ready to rank for every user of its dataset, and for new histories.
 #[derive(Debug)]
 pub struct Engine {
+    /// The run's name.
+    pub name: String,
     /// The dataset served.
-    pub dataset: Dataset,
+    pub dataset: Arc<Dataset>,
     /// The run the model came from.
     pub record: RunRecord,
+    split: Split,
     dim: usize,
     /// One item table per group, row-major, row 0 = padding.
     tables: Vec<Vec<f32>>,
@@ -32,8 +45,20 @@ pub struct Engine {
     grouping: Option<Grouping>,
     /// Each user's state under their group's table, row-major `[users, dim]`.
     states: Vec<f32>,
-    /// Per user, sorted distinct history items (never recommended).
-    seen: Vec<Vec<u32>>,
+    /// Per user, what is never recommended: the input history, minus the held-out item.
+    exclude: Vec<Vec<u32>>,
+    insights: Insights,
+}
+
+/// A ranked list for one user and group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranking {
+    /// The group whose table ranked the items.
+    pub group: usize,
+    /// Best first.
+    pub items: Vec<Scored>,
+    /// The held-out item, its 1-based rank among all candidates, and whether it is in `items`.
+    pub held_out: Option<(u32, usize, bool)>,
 }
 
 /// Row-major floats of a 2-D tensor.
@@ -42,9 +67,10 @@ pub fn to_vec(t: Tensor<2>) -> Vec<f32> {
 }
 
 impl Engine {
-    /// Loads the best epoch of the run in `dir` onto `device` and computes every user's state.
-    /// `dataset` must be the data the run was trained on (same checksum).
-    pub fn open(dir: &RunDir, dataset: Dataset, device: &Device) -> Result<Self> {
+    /// Loads the best epoch of the run in `dir` onto `device`, computes every user's state and
+    /// the groups' descriptions. `dataset` must be the data the run was trained on (same
+    /// checksum).
+    pub fn open(dir: &RunDir, dataset: Arc<Dataset>, device: &Device) -> Result<Self> {
         let model = dir.load_model(device)?;
         let record = model.record;
         if record.dataset_checksum != dataset.checksum {
@@ -61,10 +87,11 @@ impl Engine {
         let dim = scorer.hidden;
         let tables = model
             .tables
-            .into_iter()
-            .map(|t| table_values(t, rows, dim, dir))
+            .iter()
+            .map(|t| table_values(t.clone(), rows, dim, dir))
             .collect::<Result<Vec<_>>>()?;
-        let (assignment, grouping) = if tables.len() > 1 {
+        let split = Split::leave_one_out(&dataset.sequences);
+        let (assignment, global) = if tables.len() > 1 {
             let groups = dir.read_groups()?;
             let fits = groups.k == tables.len()
                 && groups.assignment.len() == dataset.n_users()
@@ -90,29 +117,51 @@ impl Engine {
             let table = table_values(global.tables[0].clone(), rows, dim, &dir.global())?;
             let grouping = Grouping::new(global.sasrec.to_scorer(), table, groups.centroids)
                 .map_err(|e| Error::format(&dir.groups_file(), e))?;
-            (groups.assignment, Some(grouping))
+            (groups.assignment, Some((grouping, global)))
         } else {
             (vec![0; dataset.n_users()], None)
         };
-        let states = dataset
-            .sequences
+        let inputs: Vec<Vec<u32>> = (0..dataset.n_users())
+            .map(|u| input_history(&split, &dataset, u))
+            .collect();
+        let states: Vec<f32> = inputs
             .iter()
             .zip(&assignment)
-            .flat_map(|(s, &g)| scorer.user_state(&item_table(dim, &tables[g]), s))
+            .flat_map(|(h, &g)| scorer.user_state(&item_table(dim, &tables[g]), h))
             .collect();
-        let seen = dataset
-            .sequences
+        let exclude = inputs
             .iter()
-            .map(|s| sorted_distinct(s))
+            .enumerate()
+            .map(|(u, h)| {
+                let mut e = sorted_distinct(h);
+                if let Some(t) = split.test[u] {
+                    e.retain(|&i| i != t);
+                }
+                e
+            })
             .collect();
+        let insights = Insights::compute(&insights::Inputs {
+            dataset: &dataset,
+            split: &split,
+            record: &record,
+            tables: &tables,
+            dim,
+            assignment: &assignment,
+            states: &states,
+            inputs: &inputs,
+            global: global.as_ref().map(|(g, loaded)| (g, loaded)),
+        })?;
         Ok(Self {
+            name: dir.name(),
             dim,
             tables,
             scorer,
             assignment,
-            grouping,
+            grouping: global.map(|(g, _)| g),
             states,
-            seen,
+            exclude,
+            insights,
+            split,
             dataset,
             record,
         })
@@ -133,56 +182,34 @@ impl Engine {
         item_table(self.dim, &self.tables[g])
     }
 
-    /// The state vector of user index `u` (under their group's table).
-    pub fn state(&self, u: usize) -> &[f32] {
-        &self.states[u * self.dim..(u + 1) * self.dim]
-    }
-
-    /// Items user `u` already interacted with (sorted, distinct).
-    pub fn seen(&self, u: usize) -> &[u32] {
-        &self.seen[u]
-    }
-
-    /// SASRec's inference weights (sent to the browser).
+    /// SASRec's inference weights.
     pub fn scorer(&self) -> &shared::sasrec::SasRec {
         &self.scorer
     }
 
-    /// The group a history of item ids (oldest first) belongs to: for PerPEFT, the nearest
-    /// centroid to its state under the global model (how the groups were made, docs/method.md
-    /// §8); 0 for a single-table run.
-    pub fn assign(&self, history: &[u32]) -> usize {
-        self.grouping.as_ref().map_or(0, |g| g.assign(history))
-    }
-
-    /// What assigns a history to a group (PerPEFT runs): the global model and the centroids,
-    /// as the browser gets it.
+    /// What assigns a history to a group (PerPEFT runs): the global model and the centroids.
     pub fn grouping(&self) -> Option<&Grouping> {
         self.grouping.as_ref()
     }
 
-    /// The `k` best items for a history the model has not seen, excluding the history, with
-    /// group `group`'s table or, by default, the group the history is assigned to. Returns the
-    /// group used and the ranking.
-    pub fn recommend_for_history(
-        &self,
-        history: &[u32],
-        k: usize,
-        group: Option<usize>,
-    ) -> Result<(usize, Vec<Scored>)> {
-        let n = self.dataset.n_items() as u32;
-        if let Some(bad) = history.iter().find(|&&i| i == 0 || i > n) {
-            return Err(Error::Invalid(format!(
-                "unknown item id {bad}: ids are 1..={n}"
-            )));
-        }
-        let g = match group {
-            Some(g) => self.check_group(g)?,
-            None => self.assign(history),
-        };
-        let table = self.table(g);
-        let state = self.scorer.user_state(&table, history);
-        Ok((g, top_k(&state, &table, &sorted_distinct(history), k)))
+    /// What describes the groups and the user map.
+    pub fn insights(&self) -> &Insights {
+        &self.insights
+    }
+
+    /// The interactions the model sees for user `u`: all but the held-out test item.
+    pub fn input(&self, u: usize) -> Vec<u32> {
+        input_history(&self.split, &self.dataset, u)
+    }
+
+    /// User `u`'s held-out test item (users with 3 or more interactions).
+    pub fn held_out(&self, u: usize) -> Option<u32> {
+        self.split.test[u]
+    }
+
+    /// User `u`'s state under their group's table.
+    pub fn state(&self, u: usize) -> &[f32] {
+        &self.states[u * self.dim..(u + 1) * self.dim]
     }
 
     /// `g` if the run has such a group.
@@ -198,14 +225,110 @@ impl Engine {
         }
     }
 
-    /// The `k` best unseen items for user index `u`, with their group's table.
-    pub fn recommend(&self, u: usize, k: usize) -> Vec<Scored> {
-        top_k(
-            self.state(u),
-            &self.table(self.group_of(u)),
-            self.seen(u),
-            k,
-        )
+    /// The `k` best items for user index `u` with their own group's table or group `group`'s,
+    /// with where their held-out item ranks (as evaluation ranks it).
+    pub fn recommend(&self, u: usize, k: usize, group: Option<usize>) -> Result<Ranking> {
+        let own = self.group_of(u);
+        let g = match group {
+            Some(g) => self.check_group(g)?,
+            None => own,
+        };
+        let table = self.table(g);
+        let other;
+        let state = if g == own {
+            self.state(u)
+        } else {
+            other = self.scorer.user_state(&table, &self.input(u));
+            &other
+        };
+        let items = top_k(state, &table, &self.exclude[u], k);
+        let held_out = self.held_out(u).map(|t| {
+            let scores = table.scores(state);
+            let target = scores[t as usize];
+            let excluded = &self.exclude[u];
+            let above = (1..scores.len())
+                .filter(|&i| i as u32 != t && excluded.binary_search(&(i as u32)).is_err())
+                .filter(|&i| scores[i] > target)
+                .count();
+            (t, above + 1, items.iter().any(|s| s.item == t))
+        });
+        Ok(Ranking {
+            group: g,
+            items,
+            held_out,
+        })
+    }
+
+    /// A history the model has not seen: the group it is assigned to (the nearest centroid of
+    /// its global-model state, docs/method.md §8; 0 for a single-table run), its distance to
+    /// each centroid, and the `k` best items with that group's table or group `group`'s.
+    pub fn recommend_for_history(
+        &self,
+        history: &[u32],
+        k: usize,
+        group: Option<usize>,
+    ) -> Result<(usize, Vec<f32>, Ranking)> {
+        let n = self.dataset.n_items() as u32;
+        if let Some(bad) = history.iter().find(|&&i| i == 0 || i > n) {
+            return Err(Error::Invalid(format!(
+                "unknown item id {bad}: ids are 1..={n}"
+            )));
+        }
+        let (assigned, distances) = match &self.grouping {
+            Some(g) => {
+                let state = g.state(history);
+                let d = shared::groups::distances(&g.centroids, self.dim, &state);
+                (shared::groups::nearest(&g.centroids, self.dim, &state), d)
+            }
+            None => (0, Vec::new()),
+        };
+        let g = match group {
+            Some(g) => self.check_group(g)?,
+            None => assigned,
+        };
+        let table = self.table(g);
+        let state = self.scorer.user_state(&table, history);
+        let items = top_k(&state, &table, &sorted_distinct(history), k);
+        Ok((
+            assigned,
+            distances,
+            Ranking {
+                group: g,
+                items,
+                held_out: None,
+            },
+        ))
+    }
+
+    /// The scorer bundle of group `g`: what the browser ranks a user of that group with.
+    pub fn scorer_bundle(&self, g: usize, encoding: Encoding) -> Result<ScorerBundle> {
+        let g = self.check_group(g)?;
+        let centroids = self
+            .grouping
+            .as_ref()
+            .map(|gr| gr.centroids.clone())
+            .unwrap_or_default();
+        Ok(ScorerBundle::new(
+            self.name.clone(),
+            (g, self.n_groups()),
+            self.scorer.clone(),
+            &self.tables[g],
+            centroids,
+            encoding,
+        ))
+    }
+}
+
+/// What the model sees of user `u`: training + validation items for an evaluated user (the
+/// test item is held out), or every interaction of a user too short to evaluate.
+fn input_history(split: &Split, dataset: &Dataset, u: usize) -> Vec<u32> {
+    match split.test[u] {
+        Some(_) => {
+            let mut h = split.train[u].clone();
+            h.extend(split.valid[u]);
+            h
+        }
+        None => dataset.sequences[u].clone(),
     }
 }
 

@@ -13,7 +13,7 @@ pub mod tables;
 
 use std::path::{Path, PathBuf};
 
-pub use registry::{Registry, RunRow, Status};
+pub use registry::{JobRow, Registry, RunRow, Status};
 pub use run_dir::{LoadedModel, RunDir};
 
 use crate::error::{IoContext, Result};

@@ -1,13 +1,13 @@
 //! The run registry: one SQLite database per runs root (`ROOT/registry.sqlite`) with a row per
 //! run (configuration, seed, dataset checksum, code version, device, status, best epoch and its
 //! test metrics), one per evaluated epoch (metrics as REAL columns, so they round-trip bit for
-//! bit), and the paths of each run's artifacts. A run counts an epoch as done once its row is
-//! here.
+//! bit), the paths of each run's artifacts, and the server's training jobs. A run counts an
+//! epoch as done once its row is here.
 
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use shared::api::Metrics;
+use shared::api::{JobStatus, Metrics};
 
 use super::RunDir;
 use crate::config::{EpochRecord, RunRecord, select};
@@ -37,6 +37,8 @@ impl Status {
 /// One run as the registry lists it.
 #[derive(Debug, Clone)]
 pub struct RunRow {
+    /// The registry's id (a run overwritten under the same name gets a new one).
+    pub id: i64,
     pub name: String,
     pub method: String,
     pub backbone: String,
@@ -93,6 +95,18 @@ CREATE TABLE IF NOT EXISTS epochs (
     train_seconds REAL NOT NULL,
     eval_seconds REAL NOT NULL,
     PRIMARY KEY (run_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    config TEXT NOT NULL,
+    resume INTEGER NOT NULL,
+    status TEXT NOT NULL
+        CHECK (status IN ('queued', 'running', 'finished', 'failed', 'cancelled', 'interrupted')),
+    error TEXT,
+    created_at TEXT NOT NULL DEFAULT (datetime('now')),
+    updated_at TEXT NOT NULL DEFAULT (datetime('now'))
 );
 CREATE TABLE IF NOT EXISTS artifacts (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -325,7 +339,7 @@ impl Registry {
     pub fn list(&self) -> Result<Vec<RunRow>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT r.name, r.method, r.backbone, r.dataset, r.seed, r.device, r.status, r.epochs,
-                    r.best_epoch, r.best_epoch, r.code_version, r.dir,
+                    r.best_epoch, r.id, r.code_version, r.dir,
                     (SELECT COUNT(*) FROM epochs e WHERE e.run_id = r.id),
                     (SELECT AVG(train_seconds) FROM epochs e WHERE e.run_id = r.id),
                     {}
@@ -333,12 +347,13 @@ impl Registry {
             metric_columns("r.test")
         ))?;
         let rows = stmt.query_map([], |r| {
-            let best: Option<i64> = r.get(9)?;
+            let best: Option<i64> = r.get(8)?;
             let test = match best {
                 Some(_) => Some(read_metrics(r, 14)?),
                 None => None,
             };
             Ok(RunRow {
+                id: r.get(9)?,
                 name: r.get(0)?,
                 method: r.get(1)?,
                 backbone: r.get(2)?,
@@ -356,6 +371,92 @@ impl Registry {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Queues a training job; returns its id.
+    pub fn create_job(&self, run: &str, dataset: &str, config: &str, resume: bool) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO jobs (run, dataset, config, resume, status) VALUES (?1, ?2, ?3, ?4, 'queued')",
+            params![run, dataset, config, resume],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Sets a job's status and, for a failure, its error.
+    pub fn set_job_status(&self, id: i64, status: JobStatus, error: Option<&str>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE jobs SET status = ?2, error = ?3, updated_at = datetime('now') WHERE id = ?1",
+            params![id, job_status_str(status), error],
+        )?;
+        Ok(())
+    }
+
+    /// Marks every job still queued or running as interrupted (a server starting again finds
+    /// them so: their runs resume from their checkpoints with a new job). Returns how many.
+    pub fn interrupt_unfinished_jobs(&self) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE jobs SET status = 'interrupted', updated_at = datetime('now')
+             WHERE status IN ('queued', 'running')",
+            [],
+        )?)
+    }
+
+    /// Every job, oldest first.
+    pub fn jobs(&self) -> Result<Vec<JobRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, run, dataset, config, resume, status, error, created_at FROM jobs ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let status: String = r.get(5)?;
+            Ok(JobRow {
+                id: r.get(0)?,
+                run: r.get(1)?,
+                dataset: r.get(2)?,
+                config: r.get(3)?,
+                resume: r.get(4)?,
+                status: parse_job_status(&status),
+                error: r.get(6)?,
+                created_at: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// One training job as the registry keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    pub id: i64,
+    pub run: String,
+    pub dataset: String,
+    /// The `TrainConfig` it trains, as JSON.
+    pub config: String,
+    pub resume: bool,
+    pub status: JobStatus,
+    pub error: Option<String>,
+    pub created_at: String,
+}
+
+fn job_status_str(s: JobStatus) -> &'static str {
+    match s {
+        JobStatus::Queued => "queued",
+        JobStatus::Running => "running",
+        JobStatus::Finished => "finished",
+        JobStatus::Failed => "failed",
+        JobStatus::Cancelled => "cancelled",
+        JobStatus::Interrupted => "interrupted",
+    }
+}
+
+fn parse_job_status(s: &str) -> JobStatus {
+    match s {
+        "queued" => JobStatus::Queued,
+        "running" => JobStatus::Running,
+        "finished" => JobStatus::Finished,
+        "failed" => JobStatus::Failed,
+        "cancelled" => JobStatus::Cancelled,
+        // the schema's CHECK allows nothing else
+        _ => JobStatus::Interrupted,
     }
 }
 

@@ -121,10 +121,12 @@ pub fn train_with(
         };
         stages::evaluated_stage(&plan, &mut run, &mut trainer, groups.as_ref(), observer)
     })();
-    run.set_status(if result.is_ok() {
-        Status::Finished
-    } else {
-        Status::Failed
-    })?;
+    match &result {
+        Ok(()) => run.set_status(Status::Finished)?,
+        // stopped on purpose: the run stays `running` in the registry, resumable, and is shown
+        // as interrupted once nothing trains it
+        Err(Error::Stopped { .. }) => {}
+        Err(_) => run.set_status(Status::Failed)?,
+    }
     result.map(|()| run.record)
 }

@@ -1,0 +1,158 @@
+//! `api` owns HTTP: the axum router over the [`Catalog`] of runs and the [`Jobs`], one JSON error
+//! type ([`error`]), the bearer token of mutating requests ([`auth`]), the OpenAPI 3.1 document
+//! generated from the handlers (`GET /api/openapi.json`), request logging with latency, body
+//! and parameter limits, and the static front end. Handlers are thin: validate, call the engine
+//! or the jobs, convert to `shared::api` bodies.
+//!
+//! - [`runs`]: runs, groups, the user map, users, recommendations, new histories, scorer
+//!   bundles, adapters, comparisons.
+//! - [`jobs`]: training jobs and their Server-Sent Events.
+
+pub mod auth;
+pub mod error;
+pub mod jobs;
+pub mod runs;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use shared::api::Health;
+use tower_http::services::{ServeDir, ServeFile};
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::catalog::Catalog;
+use crate::jobs::Jobs;
+use error::Error;
+
+/// Largest request body, in bytes (a history of thousands of items fits).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Shared state of all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub catalog: Arc<Catalog>,
+    pub jobs: Arc<Jobs>,
+    /// The bearer token of mutating requests.
+    pub token: Arc<String>,
+    /// The device runs are opened and trained on, for `/api/health`.
+    pub device: &'static str,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "PerPEFT Studio",
+        description = "Personalised multimodal recommendation: runs, user groups, recommendations and training jobs. Errors are `{\"error\": \"...\"}` with a 4xx status for bad input, 500 only for a fault of the server."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "runs", description = "Trained runs, their groups and recommendations"),
+        (name = "jobs", description = "Training jobs (mutations need the bearer token)"),
+        (name = "server", description = "The server itself")
+    )
+)]
+struct ApiDoc;
+
+/// Adds the bearer-token scheme mutating endpoints refer to.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The API routes (relative to `/api`), each with its OpenAPI path from its handler.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(openapi_json))
+        .routes(routes!(runs::list_runs))
+        .routes(routes!(runs::run_detail))
+        .routes(routes!(runs::groups))
+        .routes(routes!(runs::map))
+        .routes(routes!(runs::items))
+        .routes(routes!(runs::users))
+        .routes(routes!(runs::user))
+        .routes(routes!(runs::recommendations))
+        .routes(routes!(runs::assign))
+        .routes(routes!(runs::grouping))
+        .routes(routes!(runs::scorer_bundle))
+        .routes(routes!(runs::adapter))
+        .routes(routes!(runs::compare))
+        .routes(routes!(jobs::submit, jobs::list))
+        .routes(routes!(jobs::get, jobs::cancel))
+        .routes(routes!(jobs::events))
+}
+
+/// The OpenAPI 3.1 document of the API, generated from the routes the router serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api", routes())
+        .split_for_parts()
+        .1
+}
+
+/// The whole application: `/api/...` plus the built front end from `dist` (with `index.html`
+/// as the fallback for client-side routes). Requests are logged with their latency.
+pub fn router(state: AppState, dist: &Path) -> Router {
+    let (api, _) = routes().split_for_parts();
+    let api = api
+        .fallback(|| async { Error::NotFound("no such API endpoint".into()) })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state);
+    let index = dist.join("index.html");
+    Router::new()
+        .nest("/api", api)
+        .fallback_service(ServeDir::new(dist).fallback(ServeFile::new(index)))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(Level::INFO)
+                        .latency_unit(tower_http::LatencyUnit::Millis),
+                ),
+        )
+}
+
+/// Serves `router` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router).await
+}
+
+/// Whether the server answers, and what it serves.
+#[utoipa::path(get, path = "/health", tag = "server",
+    responses((status = 200, body = Health)))]
+async fn health(State(s): State<AppState>) -> Result<Json<Health>, Error> {
+    let catalog = s.catalog.clone();
+    let runs = tokio::task::spawn_blocking(move || catalog.runs()).await??;
+    Ok(Json(Health {
+        status: "ok".into(),
+        version: crate::config::code_version(),
+        device: s.device.into(),
+        runs: runs
+            .iter()
+            .filter(|r| r.status == shared::api::RunStatus::Finished)
+            .count(),
+    }))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "server",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")))]
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi())
+}

@@ -1,0 +1,257 @@
+//! `catalog` owns what a server serves: the runs of one registry (a runs root), each opened as an
+//! [`Engine`] on first use and kept, and the datasets they were trained on (loaded once, shared).
+//! The registry is read on every listing, so a run appears as soon as it finishes; a run that
+//! is trained again (overwritten or resumed) is opened again.
+//!
+//! Invariant: a run is found by its name in the registry and opened from the directory the
+//! registry records; a name from a request never becomes a path.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use burn::prelude::Device;
+use shared::api::{RunStatus, RunSummary};
+
+use crate::data::{self, Dataset, Format};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::store::{Registry, RunDir, RunRow};
+
+/// Where datasets are read from.
+#[derive(Debug, Clone)]
+pub struct DataSource {
+    pub dir: PathBuf,
+    pub format: Format,
+}
+
+impl DataSource {
+    /// Loads dataset `name` (a plain name: letters, digits, `.`, `_`, `-`).
+    pub fn load(&self, name: &str) -> Result<Dataset> {
+        check_name(name, "dataset")?;
+        let dir = match self.format {
+            Format::Amazon => self.dir.clone(),
+            Format::Recbole | Format::Plain => self.dir.join(name),
+        };
+        Ok(data::load(self.format, &dir, name)?)
+    }
+}
+
+/// Refuses a name that could leave its directory or that a file system would mangle.
+pub fn check_name(name: &str, what: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "{what} name {name:?} must be 1 to 64 letters, digits, '.', '_' or '-'"
+        )))
+    }
+}
+
+/// An opened run with the registry id and epoch count it was opened at (a run trained again
+/// since has another).
+type Opened = (i64, usize, Arc<Engine>);
+
+/// The runs of a registry, served.
+pub struct Catalog {
+    root: PathBuf,
+    data: DataSource,
+    device: Device,
+    /// Serve only this run (`perpeft serve --model`).
+    only: Option<String>,
+    datasets: Mutex<HashMap<String, Arc<Dataset>>>,
+    /// Opened runs by name.
+    engines: Mutex<HashMap<String, Opened>>,
+    /// Runs this server is training now (a registry row `running` that is not here was
+    /// interrupted).
+    live: Mutex<HashSet<String>>,
+}
+
+impl Catalog {
+    /// The runs under `root`, opened on `device`, with datasets from `data`.
+    pub fn new(root: &Path, data: DataSource, device: Device) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            data,
+            device,
+            only: None,
+            datasets: Mutex::default(),
+            engines: Mutex::default(),
+            live: Mutex::default(),
+        }
+    }
+
+    /// Serves the run in `dir` alone (its parent is the runs root).
+    pub fn single(dir: &RunDir, data: DataSource, device: Device) -> Self {
+        Self {
+            only: Some(dir.name()),
+            ..Self::new(dir.root(), data, device)
+        }
+    }
+
+    /// The runs root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where datasets come from.
+    pub fn data(&self) -> &DataSource {
+        &self.data
+    }
+
+    /// The device runs are opened on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Marks run `name` as being trained by this server (or no longer).
+    pub fn set_live(&self, name: &str, live: bool) {
+        let mut set = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if live {
+            set.insert(name.to_string());
+        } else {
+            set.remove(name);
+        }
+    }
+
+    fn rows(&self) -> Result<Vec<RunRow>> {
+        let rows = Registry::open(&self.root)?.list()?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| self.only.as_ref().is_none_or(|o| *o == r.name))
+            .collect())
+    }
+
+    /// Every run, oldest first.
+    pub fn runs(&self) -> Result<Vec<RunSummary>> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Ok(self
+            .rows()?
+            .into_iter()
+            .map(|r| summary(&r, live.contains(&r.name)))
+            .collect())
+    }
+
+    /// Run `name`'s summary.
+    pub fn run(&self, name: &str) -> Result<RunSummary> {
+        self.runs()?
+            .into_iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| unknown_run(name))
+    }
+
+    /// Run `name`'s summary and record (any status: a run being trained has its epochs so far).
+    pub fn record(&self, name: &str) -> Result<(RunSummary, crate::config::RunRecord)> {
+        let live = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name);
+        let row = self
+            .rows()?
+            .into_iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| unknown_run(name))?;
+        let record = RunDir::new(&row.dir).read_record()?;
+        Ok((summary(&row, live), record))
+    }
+
+    /// Run `name`'s directory, as the registry records it.
+    pub fn run_dir(&self, name: &str) -> Result<RunDir> {
+        self.rows()?
+            .into_iter()
+            .find(|r| r.name == name)
+            .map(|r| RunDir::new(&r.dir))
+            .ok_or_else(|| unknown_run(name))
+    }
+
+    /// The dataset `name`, loaded once.
+    pub fn dataset(&self, name: &str) -> Result<Arc<Dataset>> {
+        let mut cache = self.datasets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = cache.get(name) {
+            return Ok(d.clone());
+        }
+        let d = Arc::new(self.data.load(name)?);
+        cache.insert(name.to_string(), d.clone());
+        Ok(d)
+    }
+
+    /// Finished run `name`, opened (the first time, or again when it was trained again since).
+    /// Blocking: call it off the async runtime.
+    pub fn engine(&self, name: &str) -> Result<Arc<Engine>> {
+        let row = self
+            .rows()?
+            .into_iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| unknown_run(name))?;
+        if row.status != "finished" {
+            return Err(Error::Conflict(format!(
+                "run {name} is {} ({} of {} epochs); it is served once it finishes",
+                row.status, row.epochs_done, row.epochs
+            )));
+        }
+        // opening under the lock: two requests for one run open it once
+        let mut engines = self.engines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((id, done, e)) = engines.get(name)
+            && (*id, *done) == (row.id, row.epochs_done)
+        {
+            return Ok(e.clone());
+        }
+        let dir = RunDir::new(&row.dir);
+        let record = dir.read_record()?;
+        let dataset = self.dataset(&record.dataset)?;
+        let engine = Arc::new(Engine::open(&dir, dataset, &self.device)?);
+        engines.insert(name.to_string(), (row.id, row.epochs_done, engine.clone()));
+        Ok(engine)
+    }
+}
+
+fn unknown_run(name: &str) -> Error {
+    Error::NotFound(format!("no run named {name:?}"))
+}
+
+fn summary(r: &RunRow, live: bool) -> RunSummary {
+    let status = match r.status.as_str() {
+        "finished" => RunStatus::Finished,
+        "failed" => RunStatus::Failed,
+        "running" if live => RunStatus::Running,
+        _ => RunStatus::Interrupted,
+    };
+    RunSummary {
+        name: r.name.clone(),
+        method: r.method.clone(),
+        backbone: r.backbone.clone(),
+        dataset: r.dataset.clone(),
+        seed: r.seed,
+        device: r.device.clone(),
+        status,
+        epochs_done: r.epochs_done,
+        epochs: r.epochs,
+        best_epoch: r.best_epoch,
+        test: r.test,
+        seconds_per_epoch: r.seconds_per_epoch,
+        code_version: r.code_version.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_become_paths_are_refused() {
+        for bad in ["", ".", "..", "../x", "a/b", "a\\b", "x y", &"n".repeat(65)] {
+            assert!(check_name(bad, "run").is_err(), "{bad:?}");
+        }
+        for good in ["ml-100k", "demo_perpeft.iisan", "R2"] {
+            check_name(good, "run").unwrap();
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! `jobs` owns training on behalf of the server: a queue of jobs kept in the registry (the
+//! truth: a job that was queued or running when the server stopped is `interrupted` when it
+//! starts again, and its run resumes from its checkpoint with a new job), one worker thread that
+//! trains one job at a time on the server's device, cancellation, and a stream of
+//! [`JobEvent`]s (status, throttled progress, each recorded epoch) for Server-Sent Events.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use shared::api::{EpochPoint, Job, JobEvent, JobRequest, JobStatus, Progress};
+use tokio::sync::broadcast;
+
+use crate::catalog::{Catalog, check_name};
+use crate::config::{EpochRecord, SasRecConfig, TrainConfig};
+use crate::device::Resolved;
+use crate::error::{Error, Result};
+use crate::store::{JobRow, Registry};
+use crate::train::{Event, Observer, Stage, Start, train_with};
+
+/// Largest number of epochs a job may ask for (either stage).
+pub const MAX_EPOCHS: usize = 500;
+/// Largest number of groups a job may ask for.
+pub const MAX_GROUPS: usize = 64;
+/// Progress events are sent at most this often.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// What the server trains with: its device and its own directories (a job cannot name paths).
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    pub device: Resolved,
+    pub weights_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub clip_dir: Option<PathBuf>,
+}
+
+/// The server's training jobs.
+pub struct Jobs {
+    catalog: Arc<Catalog>,
+    settings: JobSettings,
+    state: Mutex<State>,
+    wake: Condvar,
+    events: broadcast::Sender<(u64, JobEvent)>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The latest progress of the running job.
+    progress: HashMap<u64, Progress>,
+    /// Cancellation flags of queued and running jobs.
+    cancel: HashMap<u64, Arc<AtomicBool>>,
+}
+
+/// Fields a job may not set: the server's paths.
+const SERVER_FIELDS: [&str; 4] = ["clip_dir", "weights_dir", "cache_dir", "global_from"];
+
+impl Jobs {
+    /// Marks jobs left queued or running by a previous server as interrupted and starts the
+    /// worker.
+    pub fn start(catalog: Arc<Catalog>, settings: JobSettings) -> Result<Arc<Self>> {
+        let interrupted = Registry::open(catalog.root())?.interrupt_unfinished_jobs()?;
+        if interrupted > 0 {
+            tracing::warn!(interrupted, "jobs of a previous server were interrupted");
+        }
+        let (events, _) = broadcast::channel(1024);
+        let jobs = Arc::new(Self {
+            catalog,
+            settings,
+            state: Mutex::default(),
+            wake: Condvar::new(),
+            events,
+        });
+        let worker = jobs.clone();
+        std::thread::Builder::new()
+            .name("perpeft-jobs".into())
+            .spawn(move || worker.work())
+            .map_err(|e| Error::Compute(format!("starting the job worker: {e}")))?;
+        Ok(jobs)
+    }
+
+    fn registry(&self) -> Result<Registry> {
+        Registry::open(self.catalog.root())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Receives every job's events.
+    pub fn subscribe(&self) -> broadcast::Receiver<(u64, JobEvent)> {
+        self.events.subscribe()
+    }
+
+    fn send(&self, id: u64, event: JobEvent) {
+        // nobody listening is fine
+        let _ = self.events.send((id, event));
+    }
+
+    /// The training configuration a request asks for: defaults, the request's fields, the
+    /// server's paths. Refuses paths, unknown fields and out-of-range values.
+    pub fn config_of(&self, req: &JobRequest) -> Result<TrainConfig> {
+        let overrides = match &req.config {
+            serde_json::Value::Null => serde_json::Map::new(),
+            serde_json::Value::Object(m) => m.clone(),
+            _ => {
+                return Err(Error::Invalid(
+                    "config must be an object of TrainConfig fields".into(),
+                ));
+            }
+        };
+        if let Some(field) = SERVER_FIELDS.iter().find(|f| overrides.contains_key(**f)) {
+            return Err(Error::Invalid(format!(
+                "config field {field:?} is set by the server, not by a job"
+            )));
+        }
+        let mut cfg = TrainConfig::default().with_overrides(&overrides)?;
+        cfg.weights_dir = self.settings.weights_dir.clone();
+        cfg.cache_dir = self.settings.cache_dir.clone();
+        cfg.clip_dir = self.settings.clip_dir.clone();
+        let bounded = |what: &str, v: usize, hi: usize| {
+            if (1..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::Invalid(format!(
+                    "{what} must be between 1 and {hi}, not {v}"
+                )))
+            }
+        };
+        bounded("epochs", cfg.epochs, MAX_EPOCHS)?;
+        bounded("global_epochs", cfg.global_epochs, MAX_EPOCHS)?;
+        bounded("groups", cfg.groups, MAX_GROUPS)?;
+        bounded("batch_size", cfg.batch_size, 4096)?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Queues a job: a new run (its name must be free), or `resume` of an existing one.
+    pub fn submit(&self, req: &JobRequest) -> Result<Job> {
+        check_name(&req.run, "run")?;
+        let cfg = self.config_of(req)?;
+        self.catalog.dataset(&req.dataset)?;
+        let registry = self.registry()?;
+        let exists = registry.run_id(&req.run)?.is_some();
+        if req.resume && !exists {
+            return Err(Error::NotFound(format!(
+                "no run named {:?} to resume",
+                req.run
+            )));
+        }
+        if !req.resume && exists {
+            return Err(Error::Conflict(format!(
+                "a run named {:?} exists: resume it (\"resume\": true) or choose another name",
+                req.run
+            )));
+        }
+        let busy = registry.jobs()?.into_iter().any(|j| {
+            j.run == req.run && matches!(j.status, JobStatus::Queued | JobStatus::Running)
+        });
+        if busy {
+            return Err(Error::Conflict(format!(
+                "run {:?} already has a job queued or running",
+                req.run
+            )));
+        }
+        let config = serde_json::to_string(&cfg).map_err(|e| Error::Compute(e.to_string()))?;
+        let id = registry.create_job(&req.run, &req.dataset, &config, req.resume)? as u64;
+        self.lock()
+            .cancel
+            .insert(id, Arc::new(AtomicBool::new(false)));
+        self.send(id, status_event(JobStatus::Queued, None));
+        self.wake.notify_all();
+        self.get(id)
+    }
+
+    /// Every job, oldest first.
+    pub fn list(&self) -> Result<Vec<Job>> {
+        let registry = self.registry()?;
+        registry
+            .jobs()?
+            .into_iter()
+            .map(|r| self.job(&registry, r))
+            .collect()
+    }
+
+    /// Job `id`.
+    pub fn get(&self, id: u64) -> Result<Job> {
+        let registry = self.registry()?;
+        let row = registry
+            .jobs()?
+            .into_iter()
+            .find(|j| j.id as u64 == id)
+            .ok_or_else(|| Error::NotFound(format!("no job {id}")))?;
+        self.job(&registry, row)
+    }
+
+    fn job(&self, registry: &Registry, row: JobRow) -> Result<Job> {
+        let epochs = match registry.run_id(&row.run)? {
+            Some(run) => registry.epochs(run)?.iter().map(point).collect(),
+            None => Vec::new(),
+        };
+        let id = row.id as u64;
+        Ok(Job {
+            id,
+            run: row.run,
+            dataset: row.dataset,
+            status: row.status,
+            config: serde_json::from_str(&row.config).unwrap_or(serde_json::Value::Null),
+            resume: row.resume,
+            created_at: row.created_at,
+            error: row.error,
+            progress: self.lock().progress.get(&id).cloned(),
+            epochs,
+        })
+    }
+
+    /// Cancels job `id`: a queued job never starts, a running one stops after its current step
+    /// (its run stays resumable).
+    pub fn cancel(&self, id: u64) -> Result<Job> {
+        let job = self.get(id)?;
+        match job.status {
+            JobStatus::Queued => {
+                self.registry()?
+                    .set_job_status(id as i64, JobStatus::Cancelled, None)?;
+                self.lock().cancel.remove(&id);
+                self.send(id, status_event(JobStatus::Cancelled, None));
+            }
+            JobStatus::Running => {
+                if let Some(flag) = self.lock().cancel.get(&id) {
+                    flag.store(true, Ordering::SeqCst);
+                }
+            }
+            other => {
+                return Err(Error::Conflict(format!(
+                    "job {id} is {other:?}, not queued or running"
+                )));
+            }
+        }
+        self.get(id)
+    }
+
+    /// Queues the demo runs on `dataset` that are not finished yet (resuming interrupted ones).
+    pub fn submit_demo(&self, dataset: &str) -> Result<Vec<Job>> {
+        let runs = self.catalog.runs()?;
+        let mut queued = Vec::new();
+        for (name, config) in demo_runs() {
+            let existing = runs.iter().find(|r| r.name == name);
+            if existing.is_some_and(|r| r.status == shared::api::RunStatus::Finished) {
+                continue;
+            }
+            let req = JobRequest {
+                run: name.into(),
+                dataset: dataset.into(),
+                config,
+                resume: existing.is_some(),
+            };
+            queued.push(self.submit(&req)?);
+        }
+        Ok(queued)
+    }
+
+    fn next_queued(&self) -> Option<JobRow> {
+        let rows = self.registry().and_then(|r| r.jobs());
+        match rows {
+            Ok(rows) => rows.into_iter().find(|j| j.status == JobStatus::Queued),
+            Err(e) => {
+                tracing::error!(error = %e, "reading the job queue");
+                None
+            }
+        }
+    }
+
+    fn work(&self) {
+        loop {
+            let Some(job) = self.next_queued() else {
+                let guard = self.lock();
+                // woken by a submission, or checks again in a second
+                let _ = self.wake.wait_timeout(guard, Duration::from_secs(1));
+                continue;
+            };
+            self.run(job);
+        }
+    }
+
+    fn run(&self, job: JobRow) {
+        let id = job.id as u64;
+        let cancel = self.lock().cancel.entry(id).or_default().clone();
+        let status = |s, e: Option<&str>| {
+            if let Err(err) = self.registry().and_then(|r| r.set_job_status(job.id, s, e)) {
+                tracing::error!(error = %err, job = id, "recording a job's status");
+            }
+            self.send(id, status_event(s, e.map(String::from)));
+        };
+        status(JobStatus::Running, None);
+        tracing::info!(job = id, run = %job.run, "job started");
+        self.catalog.set_live(&job.run, true);
+        let result = self.train(&job, id, &cancel);
+        self.catalog.set_live(&job.run, false);
+        {
+            let mut state = self.lock();
+            state.progress.remove(&id);
+            state.cancel.remove(&id);
+        }
+        match result {
+            Ok(()) => status(JobStatus::Finished, None),
+            Err(Error::Stopped { .. }) if cancel.load(Ordering::SeqCst) => {
+                status(JobStatus::Cancelled, None)
+            }
+            Err(e) => {
+                tracing::error!(job = id, error = %e, "job failed");
+                status(JobStatus::Failed, Some(&e.to_string()))
+            }
+        }
+    }
+
+    fn train(&self, job: &JobRow, id: u64, cancel: &Arc<AtomicBool>) -> Result<()> {
+        let cfg: TrainConfig = serde_json::from_str(&job.config)
+            .map_err(|e| Error::Compute(format!("job {id}'s configuration: {e}")))?;
+        let dataset = self.catalog.dataset(&job.dataset)?;
+        let model = SasRecConfig::new(dataset.n_items());
+        let dir = self.catalog.root().join(&job.run);
+        let start = if job.resume {
+            Start::Resume
+        } else {
+            Start::New
+        };
+        let mut observer = JobObserver::new(self, id, cancel.clone());
+        train_with(
+            &dataset,
+            &model,
+            &cfg,
+            &self.settings.device,
+            &dir,
+            start,
+            &mut observer,
+        )?;
+        Ok(())
+    }
+}
+
+fn status_event(status: JobStatus, error: Option<String>) -> JobEvent {
+    JobEvent::Status { status, error }
+}
+
+/// An epoch record as the API shows it.
+pub fn point(e: &EpochRecord) -> EpochPoint {
+    EpochPoint {
+        epoch: e.epoch,
+        loss: e.loss,
+        valid: e.valid,
+        test: e.test,
+        train_seconds: e.train_seconds,
+        eval_seconds: e.eval_seconds,
+    }
+}
+
+/// The demo set: `(run name, TrainConfig fields)`, the full schedules of the results table.
+pub fn demo_runs() -> Vec<(&'static str, serde_json::Value)> {
+    use serde_json::json;
+    vec![
+        ("demo-id-only", json!({ "method": "id-only" })),
+        (
+            "demo-frozen-minilm",
+            json!({ "method": "frozen", "backbone": "minilm" }),
+        ),
+        (
+            "demo-global-iisan",
+            json!({ "method": "global-peft", "backbone": "minilm", "peft": { "kind": "iisan" } }),
+        ),
+        (
+            "demo-perpeft-iisan",
+            json!({ "method": "perpeft", "backbone": "minilm", "peft": { "kind": "iisan" },
+                    "groups": 8, "global_epochs": 10, "epochs": 20 }),
+        ),
+    ]
+}
+
+/// Turns training events into job events.
+struct JobObserver<'a> {
+    jobs: &'a Jobs,
+    id: u64,
+    cancel: Arc<AtomicBool>,
+    stage: Stage,
+    last_epoch: usize,
+    steps: usize,
+    done: usize,
+    started: Instant,
+    sent: Option<Instant>,
+    epoch: usize,
+    loss_sum: f64,
+    epoch_steps: usize,
+}
+
+impl<'a> JobObserver<'a> {
+    fn new(jobs: &'a Jobs, id: u64, cancel: Arc<AtomicBool>) -> Self {
+        Self {
+            jobs,
+            id,
+            cancel,
+            stage: Stage::Evaluated,
+            last_epoch: 0,
+            steps: 0,
+            done: 0,
+            started: Instant::now(),
+            sent: None,
+            epoch: 0,
+            loss_sum: 0.0,
+            epoch_steps: 0,
+        }
+    }
+
+    fn progress(&self) -> Progress {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        Progress {
+            stage: self.stage.to_string(),
+            epoch: self.epoch,
+            last_epoch: self.last_epoch,
+            step: self.done,
+            steps: self.steps,
+            loss: self.loss_sum / self.epoch_steps.max(1) as f64,
+            eta_seconds: (self.done > 0)
+                .then(|| elapsed / self.done as f64 * self.steps.saturating_sub(self.done) as f64),
+        }
+    }
+}
+
+impl Observer for JobObserver<'_> {
+    fn on(&mut self, event: &Event<'_>) -> ControlFlow<()> {
+        match event {
+            Event::StageStarted {
+                stage, last, steps, ..
+            } => {
+                (self.stage, self.last_epoch, self.steps) = (*stage, *last, *steps);
+                self.done = 0;
+                self.started = Instant::now();
+            }
+            Event::Step { epoch, loss, .. } => {
+                if *epoch != self.epoch {
+                    (self.epoch, self.loss_sum, self.epoch_steps) = (*epoch, 0.0, 0);
+                }
+                self.loss_sum += loss;
+                self.epoch_steps += 1;
+                self.done += 1;
+                if self.sent.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) {
+                    let p = self.progress();
+                    self.jobs.lock().progress.insert(self.id, p.clone());
+                    self.jobs.send(self.id, JobEvent::Progress(p));
+                    self.sent = Some(Instant::now());
+                }
+            }
+            Event::Epoch(e) => self.jobs.send(self.id, JobEvent::Epoch(point(e))),
+            Event::Grouped(_) => {}
+        }
+        if self.cancel.load(Ordering::SeqCst) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
