@@ -1,10 +1,12 @@
 //! `catalog` owns what a server serves: the runs of one registry (a runs root), each opened as an
 //! [`Engine`] on first use and kept, and the datasets they were trained on (loaded once, shared).
 //! The registry is read on every listing, so a run appears as soon as it finishes; a run that
-//! is trained again (overwritten or resumed) is opened again.
+//! is trained again (overwritten or resumed) is opened again. A run whose registry row says
+//! running is shown as running while some process holds its lock, else as interrupted.
 //!
 //! Invariant: a run is found by its name in the registry and opened from the directory the
-//! registry records; a name from a request never becomes a path.
+//! registry records; a dataset or run name from a request passes [`check_name`] (letters,
+//! digits, `.`, `_`, `-`) before it is joined to a path.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -55,9 +57,25 @@ pub fn check_name(name: &str, what: &str) -> Result<()> {
     }
 }
 
-/// An opened run with the registry id and epoch count it was opened at (a run trained again
-/// since has another).
-type Opened = (i64, usize, Arc<Engine>);
+/// An opened run with the registry id, creation time and epoch count it was opened at (a run
+/// trained again since differs in one of them).
+type Opened = ((i64, String, usize), Arc<Engine>);
+
+/// One mutex per key, so slow work on one key (loading a dataset, opening a run) holds up only
+/// requests for that key.
+#[derive(Default)]
+struct Gates(Mutex<HashMap<String, Arc<Mutex<()>>>>);
+
+impl Gates {
+    fn get(&self, key: &str) -> Arc<Mutex<()>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_string())
+            .or_default()
+            .clone()
+    }
+}
 
 /// The runs of a registry, served.
 pub struct Catalog {
@@ -69,6 +87,7 @@ pub struct Catalog {
     datasets: Mutex<HashMap<String, Arc<Dataset>>>,
     /// Opened runs by name.
     engines: Mutex<HashMap<String, Opened>>,
+    gates: Gates,
     /// Runs this server is training now (a registry row `running` that is not here was
     /// interrupted).
     live: Mutex<HashSet<String>>,
@@ -84,6 +103,7 @@ impl Catalog {
             only: None,
             datasets: Mutex::default(),
             engines: Mutex::default(),
+            gates: Gates::default(),
             live: Mutex::default(),
         }
     }
@@ -131,12 +151,16 @@ impl Catalog {
 
     /// Every run, oldest first.
     pub fn runs(&self) -> Result<Vec<RunSummary>> {
-        let live = self.live.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        Ok(self
-            .rows()?
-            .into_iter()
-            .map(|r| summary(&r, live.contains(&r.name)))
-            .collect())
+        Ok(self.rows()?.iter().map(|r| self.summary(r)).collect())
+    }
+
+    fn summary(&self, r: &RunRow) -> RunSummary {
+        let live = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&r.name);
+        summary(r, live || is_trained_now(r))
     }
 
     /// Run `name`'s summary.
@@ -149,18 +173,13 @@ impl Catalog {
 
     /// Run `name`'s summary and record (any status: a run being trained has its epochs so far).
     pub fn record(&self, name: &str) -> Result<(RunSummary, crate::config::RunRecord)> {
-        let live = self
-            .live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(name);
         let row = self
             .rows()?
             .into_iter()
             .find(|r| r.name == name)
             .ok_or_else(|| unknown_run(name))?;
         let record = RunDir::new(&row.dir).read_record()?;
-        Ok((summary(&row, live), record))
+        Ok((self.summary(&row), record))
     }
 
     /// Run `name`'s directory, as the registry records it.
@@ -174,12 +193,22 @@ impl Catalog {
 
     /// The dataset `name`, loaded once.
     pub fn dataset(&self, name: &str) -> Result<Arc<Dataset>> {
-        let mut cache = self.datasets.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(d) = cache.get(name) {
+        // one load per dataset; loading one does not hold up requests for the others
+        let gate = self.gates.get(&format!("dataset {name}"));
+        let _loading = gate.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = self
+            .datasets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
             return Ok(d.clone());
         }
         let d = Arc::new(self.data.load(name)?);
-        cache.insert(name.to_string(), d.clone());
+        self.datasets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), d.clone());
         Ok(d)
     }
 
@@ -197,10 +226,16 @@ impl Catalog {
                 row.status, row.epochs_done, row.epochs
             )));
         }
-        // opening under the lock: two requests for one run open it once
-        let mut engines = self.engines.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((id, done, e)) = engines.get(name)
-            && (*id, *done) == (row.id, row.epochs_done)
+        // two requests for one run open it once; opening it does not hold up other runs
+        let gate = self.gates.get(&format!("run {name}"));
+        let _opening = gate.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (row.id, row.created_at.clone(), row.epochs_done);
+        if let Some((k, e)) = self
+            .engines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            && *k == key
         {
             return Ok(e.clone());
         }
@@ -208,20 +243,29 @@ impl Catalog {
         let record = dir.read_record()?;
         let dataset = self.dataset(&record.dataset)?;
         let engine = Arc::new(Engine::open(&dir, dataset, &self.device)?);
-        engines.insert(name.to_string(), (row.id, row.epochs_done, engine.clone()));
+        self.engines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), (key, engine.clone()));
         Ok(engine)
     }
+}
+
+/// A run the registry calls running is trained now if some process holds its lock (else it
+/// was interrupted).
+fn is_trained_now(r: &RunRow) -> bool {
+    r.status == "running" && RunDir::new(&r.dir).is_locked()
 }
 
 fn unknown_run(name: &str) -> Error {
     Error::NotFound(format!("no run named {name:?}"))
 }
 
-fn summary(r: &RunRow, live: bool) -> RunSummary {
+fn summary(r: &RunRow, trained_now: bool) -> RunSummary {
     let status = match r.status.as_str() {
         "finished" => RunStatus::Finished,
         "failed" => RunStatus::Failed,
-        "running" if live => RunStatus::Running,
+        "running" if trained_now => RunStatus::Running,
         _ => RunStatus::Interrupted,
     };
     RunSummary {

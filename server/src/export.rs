@@ -71,6 +71,21 @@ pub fn hf_adapter(
     let saved = ModuleRecord::load(&path)
         .map_err(|e| Error::format(&path, format!("{e:?}")))?
         .allow_partial(true);
+    // the file holds the adapter bank alone: exactly as many tensors as the bank has, or the
+    // loaded adapters would silently keep their initial values
+    let expected = peft
+        .clone()
+        .into_record_group(crate::store::run_dir::adapter_params())
+        .len();
+    if saved.len() != expected {
+        return Err(Error::format(
+            &path,
+            format!(
+                "{} tensors where this run's adapter bank has {expected}",
+                saved.len()
+            ),
+        ));
+    }
     let Peft::Encoder(encoder) = peft
         .try_load_record(saved)
         .map_err(|e| Error::format(&path, format!("{e:?}")))?

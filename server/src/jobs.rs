@@ -1,8 +1,11 @@
 //! `jobs` owns training on behalf of the server: a queue of jobs kept in the registry (the
-//! truth: a job that was queued or running when the server stopped is `interrupted` when it
-//! starts again, and its run resumes from its checkpoint with a new job), one worker thread that
-//! trains one job at a time on the server's device, cancellation, and a stream of
-//! [`JobEvent`]s (status, throttled progress, each recorded epoch) for Server-Sent Events.
+//! truth: a job that was queued or running when the server stopped is `interrupted` when a
+//! server starts again on that root; its run continues from its checkpoint when a new job asks
+//! to resume it, as `--demo` does for the demo runs), one worker thread that trains one job at
+//! a time on the server's device (a panic fails the job, not the worker), cancellation, and a
+//! stream of [`JobEvent`]s (status, throttled progress, each recorded epoch) for Server-Sent
+//! Events. A job and the worker each move a job's status only from the one they expect, so a
+//! cancel and the start of a job cannot both win.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -18,7 +21,7 @@ use crate::catalog::{Catalog, check_name};
 use crate::config::{EpochRecord, SasRecConfig, TrainConfig};
 use crate::device::Resolved;
 use crate::error::{Error, Result};
-use crate::store::{JobRow, Registry};
+use crate::store::{JobRow, Registry, RunDir};
 use crate::train::{Event, Observer, Stage, Start, train_with};
 
 /// Largest number of epochs a job may ask for (either stage).
@@ -44,6 +47,7 @@ pub struct Jobs {
     state: Mutex<State>,
     wake: Condvar,
     events: broadcast::Sender<(u64, JobEvent)>,
+    stopping: AtomicBool,
 }
 
 #[derive(Default)]
@@ -72,6 +76,7 @@ impl Jobs {
             state: Mutex::default(),
             wake: Condvar::new(),
             events,
+            stopping: AtomicBool::new(false),
         });
         let worker = jobs.clone();
         std::thread::Builder::new()
@@ -99,8 +104,9 @@ impl Jobs {
         let _ = self.events.send((id, event));
     }
 
-    /// The training configuration a request asks for: defaults, the request's fields, the
-    /// server's paths. Refuses paths, unknown fields and out-of-range values.
+    /// The training configuration a request asks for. A new run: defaults, the request's
+    /// fields, the server's paths. A resumed run: its recorded configuration, of which only
+    /// `epochs` may change. Refuses paths, unknown fields and out-of-range values.
     pub fn config_of(&self, req: &JobRequest) -> Result<TrainConfig> {
         let overrides = match &req.config {
             serde_json::Value::Null => serde_json::Map::new(),
@@ -116,10 +122,21 @@ impl Jobs {
                 "config field {field:?} is set by the server, not by a job"
             )));
         }
-        let mut cfg = TrainConfig::default().with_overrides(&overrides)?;
-        cfg.weights_dir = self.settings.weights_dir.clone();
-        cfg.cache_dir = self.settings.cache_dir.clone();
-        cfg.clip_dir = self.settings.clip_dir.clone();
+        let cfg = if req.resume {
+            if let Some(field) = overrides.keys().find(|k| k.as_str() != "epochs") {
+                return Err(Error::Invalid(format!(
+                    "a resumed run keeps its configuration: only \"epochs\" may change, not {field:?}"
+                )));
+            }
+            let (_, record) = self.catalog.record(&req.run)?;
+            record.train.with_overrides(&overrides)?
+        } else {
+            let mut cfg = TrainConfig::default().with_overrides(&overrides)?;
+            cfg.weights_dir = self.settings.weights_dir.clone();
+            cfg.cache_dir = self.settings.cache_dir.clone();
+            cfg.clip_dir = self.settings.clip_dir.clone();
+            cfg
+        };
         let bounded = |what: &str, v: usize, hi: usize| {
             if (1..=hi).contains(&v) {
                 Ok(())
@@ -140,8 +157,6 @@ impl Jobs {
     /// Queues a job: a new run (its name must be free), or `resume` of an existing one.
     pub fn submit(&self, req: &JobRequest) -> Result<Job> {
         check_name(&req.run, "run")?;
-        let cfg = self.config_of(req)?;
-        self.catalog.dataset(&req.dataset)?;
         let registry = self.registry()?;
         let exists = registry.run_id(&req.run)?.is_some();
         if req.resume && !exists {
@@ -156,6 +171,21 @@ impl Jobs {
                 req.run
             )));
         }
+        let dir = RunDir::new(self.catalog.root().join(&req.run));
+        if dir.path().exists() && !dir.path().is_dir() {
+            return Err(Error::Conflict(format!(
+                "{:?} names a file of the runs root, not a run",
+                req.run
+            )));
+        }
+        if dir.is_locked() {
+            return Err(Error::Conflict(format!(
+                "run {:?} is being trained by another process now",
+                req.run
+            )));
+        }
+        let cfg = self.config_of(req)?;
+        self.catalog.dataset(&req.dataset)?;
         let busy = registry.jobs()?.into_iter().any(|j| {
             j.run == req.run && matches!(j.status, JobStatus::Queued | JobStatus::Running)
         });
@@ -221,14 +251,19 @@ impl Jobs {
     pub fn cancel(&self, id: u64) -> Result<Job> {
         let job = self.get(id)?;
         match job.status {
-            JobStatus::Queued => {
-                self.registry()?
-                    .set_job_status(id as i64, JobStatus::Cancelled, None)?;
-                self.lock().cancel.remove(&id);
-                self.send(id, status_event(JobStatus::Cancelled, None));
-            }
-            JobStatus::Running => {
-                if let Some(flag) = self.lock().cancel.get(&id) {
+            JobStatus::Queued | JobStatus::Running => {
+                // a queued job that the worker has not claimed is cancelled here; one it has
+                // claimed in between stops at its next step
+                let cancelled_queued = self.registry()?.move_job(
+                    id as i64,
+                    JobStatus::Queued,
+                    JobStatus::Cancelled,
+                )?;
+                if cancelled_queued {
+                    self.lock().cancel.remove(&id);
+                    self.send(id, status_event(JobStatus::Cancelled, None));
+                } else {
+                    let flag = self.lock().cancel.entry(id).or_default().clone();
                     flag.store(true, Ordering::SeqCst);
                 }
             }
@@ -272,8 +307,14 @@ impl Jobs {
         }
     }
 
+    /// Stops the worker after the job it runs (for tests that start servers of their own).
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_all();
+    }
+
     fn work(&self) {
-        loop {
+        while !self.stopping.load(Ordering::SeqCst) {
             let Some(job) = self.next_queued() else {
                 let guard = self.lock();
                 // woken by a submission, or checks again in a second
@@ -287,16 +328,40 @@ impl Jobs {
     fn run(&self, job: JobRow) {
         let id = job.id as u64;
         let cancel = self.lock().cancel.entry(id).or_default().clone();
+        // claimed only if still queued: a cancel may have come first
+        match self
+            .registry()
+            .and_then(|r| r.move_job(job.id, JobStatus::Queued, JobStatus::Running))
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::error!(error = %e, job = id, "claiming a job");
+                return;
+            }
+        }
         let status = |s, e: Option<&str>| {
             if let Err(err) = self.registry().and_then(|r| r.set_job_status(job.id, s, e)) {
                 tracing::error!(error = %err, job = id, "recording a job's status");
             }
             self.send(id, status_event(s, e.map(String::from)));
         };
-        status(JobStatus::Running, None);
+        self.send(id, status_event(JobStatus::Running, None));
         tracing::info!(job = id, run = %job.run, "job started");
         self.catalog.set_live(&job.run, true);
-        let result = self.train(&job, id, &cancel);
+        // a panic inside training (a bug, or a configuration burn refuses) fails the job, not
+        // the worker
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.train(&job, id, &cancel)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic");
+            Err(Error::Compute(format!("training panicked: {what}")))
+        });
         self.catalog.set_live(&job.run, false);
         {
             let mut state = self.lock();
@@ -433,7 +498,7 @@ impl Observer for JobObserver<'_> {
                 stage, last, steps, ..
             } => {
                 (self.stage, self.last_epoch, self.steps) = (*stage, *last, *steps);
-                self.done = 0;
+                (self.done, self.epoch) = (0, 0);
                 self.started = Instant::now();
             }
             Event::Step { epoch, loss, .. } => {

@@ -456,12 +456,7 @@ async fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
         resolved.name
     );
     println!("PerPEFT Studio is serving at http://{addr}/");
-    let state = AppState {
-        catalog,
-        jobs,
-        token: Arc::new(token),
-        device: resolved.name,
-    };
+    let state = AppState::new(catalog, jobs, token, resolved.name);
     serve(listener, router(state, &args.dist)).await?;
     Ok(())
 }

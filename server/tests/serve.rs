@@ -183,7 +183,7 @@ async fn serve_accepts_a_perpeft_run_and_ranks_each_user_with_their_groups_table
     assert_eq!(groups_seen.len(), 3, "the users checked cover every group");
 
     // each group's table is served as saved (in half precision); a group the run lacks is a
-    // 400 with a reason
+    // 404 with a reason
     for (g, (values, _)) in tables.iter().enumerate() {
         let (status, bundle): (u16, ScorerBundle) =
             get(url(&format!("/api/runs/p/groups/{g}/scorer"))).await;
@@ -198,7 +198,7 @@ async fn serve_accepts_a_perpeft_run_and_ranks_each_user_with_their_groups_table
         }
     }
     let (status, err): (u16, serde_json::Value) = get(url("/api/runs/p/groups/3/scorer")).await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 404);
     assert!(err["error"].as_str().unwrap().contains("group 3"), "{err}");
     drop(server);
     std::fs::remove_dir_all(&root).unwrap();

@@ -227,9 +227,9 @@ pub struct MapPoint {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct MapBody {
     pub run: String,
-    /// `pca`.
+    /// `pca` or `tsne`.
     pub method: String,
-    /// Variance explained by each axis, as fractions.
+    /// Variance explained by each axis, as fractions (PCA; empty for t-SNE).
     pub explained: Vec<f64>,
     pub points: Vec<MapPoint>,
 }

@@ -1,6 +1,6 @@
-//! Test harness for the end-to-end tests in `tests/`: trains, once per test process, three
-//! small runs on the real ml-100k data into a fresh runs root (an ID-only SASRec, a frozen and a
-//! PerPEFT-LoRA run over the small CLIP fixture), and serves that root (the same `Catalog`,
+//! Test harness for the end-to-end tests in `tests/`: trains, once per test process, four
+//! small runs on the real ml-100k data into a fresh runs root (an ID-only SASRec, and a frozen,
+//! a global-PEFT (LoRA) and a PerPEFT-LoRA run over the small CLIP fixture), and serves that root (the same `Catalog`,
 //! `Jobs` and router as `perpeft serve --runs`) on an ephemeral port of 127.0.0.1.
 //!
 //! Needs the fetched data (`scripts/fetch_data.py` → `.cache/data`, or `PERPEFT_DATA_DIR`);
@@ -25,6 +25,7 @@ pub const TOKEN: &str = "e2e-test-token";
 /// Names of the runs the harness trains, in training order.
 pub const ID_ONLY: &str = "id-only";
 pub const FROZEN: &str = "frozen-clip";
+pub const GLOBAL: &str = "global-lora";
 pub const PERPEFT: &str = "perpeft-lora";
 /// Groups of the PerPEFT run.
 pub const GROUPS: usize = 3;
@@ -114,6 +115,13 @@ pub fn test_runs(cache: &Path) -> Vec<(&'static str, TrainConfig)> {
             },
         ),
         (
+            GLOBAL,
+            TrainConfig {
+                epochs: 1,
+                ..clip(Method::GlobalPeft)
+            },
+        ),
+        (
             PERPEFT,
             TrainConfig {
                 peft: PeftConfig {
@@ -166,12 +174,7 @@ pub fn server(dist: PathBuf) -> &'static TestServer {
             },
         )
         .expect("starting the job worker");
-        let state = AppState {
-            catalog,
-            jobs,
-            token: Arc::new(TOKEN.into()),
-            device: resolved.name,
-        };
+        let state = AppState::new(catalog, jobs, TOKEN.into(), resolved.name);
         let app = router(state, &dist);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

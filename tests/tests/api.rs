@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use e2e::{FROZEN, GROUPS, ID_ONLY, PERPEFT, TEST_EPOCHS, ml100k, server};
+use e2e::{FROZEN, GLOBAL, GROUPS, ID_ONLY, PERPEFT, TEST_EPOCHS, ml100k, server};
 use serde_json::{Value, json};
 use shared::api::{
     Assignment, Comparison, GroupsBody, Health, Item, MapBody, Recommendations, RunDetail,
@@ -53,6 +53,21 @@ async fn get(path: &str) -> (u16, Value) {
     send(reqwest::Client::new().get(url(path)), path).await
 }
 
+/// Equal metrics, up to the last bit a JSON number keeps through serde_json's default parser.
+fn close(a: shared::api::Metrics, b: shared::api::Metrics) {
+    assert_eq!(a.users, b.users);
+    for (x, y) in [
+        (a.hr10, b.hr10),
+        (a.ndcg10, b.ndcg10),
+        (a.hr20, b.hr20),
+        (a.ndcg20, b.ndcg20),
+        (a.hr30, b.hr30),
+        (a.ndcg30, b.ndcg30),
+    ] {
+        assert!((x - y).abs() <= 1e-15 * y.abs().max(1.0), "{a:?} vs {b:?}");
+    }
+}
+
 async fn ok<T: for<'de> serde::Deserialize<'de>>(path: &str) -> T {
     let (status, body) = get(path).await;
     assert_eq!(status, 200, "{path}: {body}");
@@ -84,7 +99,7 @@ async fn post(path: &str, body: &str) -> (u16, Value) {
 async fn health_counts_the_finished_runs() {
     let h: Health = ok("/api/health").await;
     assert_eq!((h.status.as_str(), h.device.as_str()), ("ok", "flex"));
-    assert!(h.runs >= 3, "{h:?}");
+    assert!(h.runs >= 4, "{h:?}");
     assert!(h.version.starts_with("0.1.0+"));
 }
 
@@ -92,7 +107,13 @@ async fn health_counts_the_finished_runs() {
 async fn runs_are_listed_and_described() {
     let runs: Vec<RunSummary> = ok("/api/runs").await;
     let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(&names[..3], [ID_ONLY, FROZEN, PERPEFT]);
+    assert_eq!(&names[..4], [ID_ONLY, FROZEN, GLOBAL, PERPEFT]);
+    let methods: Vec<&str> = runs[..4].iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(
+        methods,
+        ["id-only", "frozen", "global-peft-lora", "perpeft-lora"]
+    );
+    assert!(runs[..4].iter().all(|r| r.status == RunStatus::Finished));
     let id_only = &runs[0];
     assert_eq!(
         (id_only.method.as_str(), id_only.status, id_only.epochs_done),
@@ -187,10 +208,18 @@ async fn unknown_things_are_404_and_bad_parameters_400() {
             .contains("no grouping")
     );
     assert!(
-        error(&format!("/api/runs/{PERPEFT}/groups/9/scorer"), 400)
+        error(&format!("/api/runs/{PERPEFT}/groups/9/scorer"), 404)
             .await
             .contains("group 9")
     );
+    // a known endpoint with a method it does not take
+    let (status, body) = send(
+        reqwest::Client::new().delete(url("/api/runs")),
+        "DELETE /api/runs",
+    )
+    .await;
+    assert_eq!(status, 405, "{body}");
+    assert!(message("405", &body).contains("method"));
     assert!(!error("/api/jobs/x", 400).await.is_empty());
     assert!(error("/api/jobs/999999", 404).await.contains("999999"));
 }
@@ -293,30 +322,89 @@ async fn groups_describe_each_group_against_the_global_model() {
     assert_eq!(b.groups.len(), GROUPS);
     assert_eq!(b.groups.iter().map(|g| g.size).sum::<usize>(), 943);
     let detail: RunDetail = ok(&format!("/api/runs/{PERPEFT}")).await;
+    // independently: the groups, the models and the data from disk
+    use perpeft::eval::{Phase, evaluate_grouped};
+    let dataset = ml100k();
+    let split = perpeft::data::Split::leave_one_out(&dataset.sequences);
+    let run = perpeft::store::RunDir::new(server(static_dist()).root.join(PERPEFT));
+    let groups = run.read_groups().unwrap();
+    let device = burn::tensor::Device::flex();
+    let (own_model, global_model) = (
+        run.load_model(&device).unwrap(),
+        run.load_global(&device).unwrap(),
+    );
+    let per_group = |m: &perpeft::store::LoadedModel, tables: &[burn::tensor::Tensor<2>]| {
+        let v = evaluate_grouped(&m.sasrec, tables, &groups.assignment, &split, Phase::Valid).1;
+        let t = evaluate_grouped(&m.sasrec, tables, &groups.assignment, &split, Phase::Test).1;
+        v.into_iter().zip(t).collect::<Vec<_>>()
+    };
+    let own = per_group(&own_model, &own_model.tables);
+    let global = per_group(&global_model, &vec![global_model.tables[0].clone(); GROUPS]);
+    // training items per item, overall and per group
+    let mut all = vec![0usize; 1683];
+    let mut of_group = vec![vec![0usize; 1683]; GROUPS];
+    for (u, &g) in groups.assignment.iter().enumerate() {
+        for &i in &split.train[u] {
+            all[i as usize] += 1;
+            of_group[g][i as usize] += 1;
+        }
+    }
+    let total = all.iter().sum::<usize>() as f64;
+    let mut shifts = 0;
     for (g, card) in b.groups.iter().enumerate() {
         assert_eq!(card.group, g);
-        assert_eq!(card.centroid.len(), 32);
+        assert_eq!(card.size, groups.members()[g].len());
+        assert_eq!(card.centroid, groups.centroids[g * 32..(g + 1) * 32]);
+        close(card.own.valid, own[g].0);
+        close(card.own.test, own[g].1);
         assert_eq!(
             card.own, detail.groups[g],
-            "own metrics are the recorded best epoch's"
+            "the record agrees with the files"
         );
-        let global = card.global.unwrap();
-        assert_eq!(global.test.users, card.own.test.users);
+        let g_metrics = card.global.unwrap();
+        close(g_metrics.valid, global[g].0);
+        close(g_metrics.test, global[g].1);
         let gain = card.gain_ndcg20.unwrap();
-        assert!((gain - (card.own.test.ndcg20 - global.test.ndcg20)).abs() < 1e-12);
+        assert!((gain - (card.own.test.ndcg20 - g_metrics.test.ndcg20)).abs() < 1e-12);
         assert!(!card.items.is_empty() && !card.categories.is_empty());
-        for d in card.items.iter().chain(&card.categories) {
-            assert!(d.count >= 5 && d.lift > 0.0);
-            assert!((d.lift - d.group_share / d.catalogue_share).abs() < 1e-9);
+        let group_total = of_group[g].iter().sum::<usize>() as f64;
+        for d in &card.items {
+            let i = d.item.as_ref().unwrap().id as usize;
+            assert_eq!(d.count, of_group[g][i]);
+            let lift = (of_group[g][i] as f64 / group_total) / (all[i] as f64 / total);
+            assert!(
+                (d.lift - lift).abs() < 1e-9,
+                "item {i}: {} vs {lift}",
+                d.lift
+            );
+            assert!(d.count >= 5);
         }
         assert!(card.items.windows(2).all(|w| w[0].lift >= w[1].lift));
+        // nothing with 5 or more interactions has a higher lift than the last one kept
+        let last = card.items.last().unwrap().lift;
+        let kept: BTreeSet<u32> = card
+            .items
+            .iter()
+            .map(|d| d.item.as_ref().unwrap().id)
+            .collect();
+        for i in 1..1683 {
+            if of_group[g][i] >= 5 && !kept.contains(&(i as u32)) {
+                let lift = (of_group[g][i] as f64 / group_total) / (all[i] as f64 / total);
+                assert!(lift <= last + 1e-12, "item {i} has lift {lift} > {last}");
+            }
+        }
+        for d in &card.categories {
+            assert!(d.count >= 5 && d.lift > 0.0 && d.category.is_some());
+        }
         for s in &card.promoted {
             assert!(s.group_rank < s.global_rank && s.group_rank <= 50);
         }
         for s in &card.demoted {
             assert!(s.group_rank > s.global_rank && s.global_rank <= 50);
         }
+        shifts += card.promoted.len() + card.demoted.len();
     }
+    assert!(shifts > 0, "the group adapters move some items");
     let single: GroupsBody = ok(&format!("/api/runs/{ID_ONLY}/groups")).await;
     assert_eq!(single.groups.len(), 1);
     assert!(single.groups[0].global.is_none() && single.groups[0].promoted.is_empty());
@@ -341,6 +429,46 @@ async fn the_map_places_every_user_with_their_group() {
         .map(|p| (p.x.to_bits(), p.y.to_bits()))
         .collect();
     assert!(distinct.len() > 900, "users are spread out");
+
+    let t: MapBody = ok(&format!("/api/runs/{PERPEFT}/map?method=tsne")).await;
+    assert_eq!((t.method.as_str(), t.points.len()), ("tsne", 943));
+    assert!(t.explained.is_empty());
+    for (p, q) in t.points.iter().zip(&m.points) {
+        assert_eq!((&p.user, p.group), (&q.user, q.group));
+        assert!(p.x.is_finite() && p.y.is_finite());
+    }
+    // t-SNE keeps neighbourhoods: a user's nearest neighbour on the map is more often in the
+    // same group than a random user is
+    let same_group_nn = t
+        .points
+        .iter()
+        .filter(|p| {
+            let nn = t
+                .points
+                .iter()
+                .filter(|q| q.user != p.user)
+                .min_by(|a, b| {
+                    let d = |q: &&shared::api::MapPoint| (q.x - p.x).powi(2) + (q.y - p.y).powi(2);
+                    d(a).total_cmp(&d(b))
+                })
+                .unwrap();
+            nn.group == p.group
+        })
+        .count() as f64
+        / 943.0;
+    let sizes: Vec<f64> = (0..GROUPS)
+        .map(|g| m.points.iter().filter(|p| p.group == g).count() as f64 / 943.0)
+        .collect();
+    let chance: f64 = sizes.iter().map(|s| s * s).sum();
+    assert!(
+        same_group_nn > chance + 0.1,
+        "{same_group_nn} vs chance {chance}"
+    );
+    assert!(
+        error(&format!("/api/runs/{PERPEFT}/map?method=umap"), 400)
+            .await
+            .contains("pca or tsne")
+    );
 }
 
 #[tokio::test]
@@ -544,8 +672,22 @@ async fn a_groups_adapter_downloads_in_the_hugging_face_peft_layout() {
     assert_eq!(s, 422, "{v}");
     assert!(message("id-only adapter", &v).contains("no adapter"));
     let (s, v) = get(&format!("/api/runs/{PERPEFT}/groups/7/adapter")).await;
-    assert_eq!(s, 422, "{v}");
+    assert_eq!(s, 404, "{v}");
     assert!(message("group 7", &v).contains("group 7 does not exist"));
+    // a global-PEFT run's one adapter is group 0
+    let resp = reqwest::get(url(&format!("/api/runs/{GLOBAL}/groups/0/adapter")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let bytes = resp.bytes().await.unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut config = Vec::new();
+    zip.by_name("adapter_config.json")
+        .unwrap()
+        .read_to_end(&mut config)
+        .unwrap();
+    let config: Value = serde_json::from_slice(&config).unwrap();
+    assert_eq!(config["peft_type"], "LORA");
 }
 
 #[tokio::test]

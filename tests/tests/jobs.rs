@@ -34,6 +34,12 @@ async fn submit(body: Value, token: Option<&str>) -> (u16, Value) {
     (status, resp.json().await.unwrap())
 }
 
+/// The tests that queue training jobs run one after the other (one worker serves them all).
+async fn serialised() -> tokio::sync::MutexGuard<'static, ()> {
+    static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    ONE.lock().await
+}
+
 async fn job(id: u64) -> Job {
     reqwest::get(url(&format!("/api/jobs/{id}")))
         .await
@@ -180,28 +186,57 @@ async fn bad_jobs_are_refused_with_the_reason() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
+    let huge = json!({ "run": "x", "dataset": "ml-100k", "config": { "pad": "x".repeat(70_000) } });
+    assert_eq!(submit(huge, Some(TOKEN)).await.0, 413);
 }
 
+/// One job occupies the worker; the next one is seen queued, then running, its progress
+/// (stage, step, loss, ETA) and each epoch, then finished; a third, still queued, is cancelled
+/// and never runs.
 #[tokio::test]
 async fn a_job_is_followed_from_queued_to_finished_and_its_run_served() {
+    let _one = serialised().await;
+    let blocker = json!({ "run": "job-blocker", "dataset": "ml-100k", "config": { "epochs": 12 } });
+    let (status, b) = submit(blocker, Some(TOKEN)).await;
+    assert_eq!(status, 201, "{b}");
+    let blocker = serde_json::from_value::<Job>(b).unwrap().id;
     let body =
         json!({ "run": "job-sse", "dataset": "ml-100k", "config": { "epochs": 3, "seed": 7 } });
-    let (status, queued) = submit(body, Some(TOKEN)).await;
+    let (status, queued) = submit(body.clone(), Some(TOKEN)).await;
     assert_eq!(status, 201, "{queued}");
     let queued: Job = serde_json::from_value(queued).unwrap();
-    assert!(matches!(
-        queued.status,
-        JobStatus::Queued | JobStatus::Running
-    ));
+    assert_eq!(queued.status, JobStatus::Queued);
     assert_eq!(queued.config["epochs"], json!(3));
+    // the same run cannot be queued twice
+    let (status, err) = submit(body, Some(TOKEN)).await;
+    assert_eq!(status, 409, "{err}");
+    let doomed = json!({ "run": "job-never", "dataset": "ml-100k" });
+    let (_, d) = submit(doomed, Some(TOKEN)).await;
+    let doomed = serde_json::from_value::<Job>(d).unwrap().id;
+    // cancelled while still queued (the blocker runs): it never starts
+    let resp = reqwest::Client::new()
+        .delete(url(&format!("/api/jobs/{doomed}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let cancelled: Job = resp.json().await.unwrap();
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+
     let seen = events(queued.id, |_| false).await;
-    let JobEvent::Status { status, .. } = &seen[0] else {
-        panic!("the stream opens with the status: {seen:?}")
-    };
-    assert!(matches!(
-        status,
-        JobStatus::Queued | JobStatus::Running | JobStatus::Finished
-    ));
+    let statuses: Vec<JobStatus> = seen
+        .iter()
+        .filter_map(|e| match e {
+            JobEvent::Status { status, .. } => Some(*status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [JobStatus::Queued, JobStatus::Running, JobStatus::Finished],
+        "{seen:?}"
+    );
     let epochs: Vec<usize> = seen
         .iter()
         .filter_map(|e| match e {
@@ -209,26 +244,31 @@ async fn a_job_is_followed_from_queued_to_finished_and_its_run_served() {
             _ => None,
         })
         .collect();
-    let progress = seen
+    assert_eq!(epochs, [1, 2, 3]);
+    let progress: Vec<&shared::api::Progress> = seen
         .iter()
-        .filter(|e| matches!(e, JobEvent::Progress(_)))
-        .count();
-    assert!(
-        matches!(
-            seen.last(),
-            Some(JobEvent::Status {
-                status: JobStatus::Finished,
-                ..
-            })
-        ),
-        "{seen:?}"
-    );
-    if *status != JobStatus::Finished {
-        assert_eq!(epochs, [1, 2, 3], "{seen:?}");
-        assert!(progress >= 1, "progress is reported");
+        .filter_map(|e| match e {
+            JobEvent::Progress(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert!(!progress.is_empty(), "progress is reported");
+    for p in &progress {
+        assert_eq!((p.stage.as_str(), p.last_epoch), ("training", 3));
+        assert!(p.step >= 1 && p.step <= p.steps && p.loss.is_finite() && p.loss > 0.0);
+        assert!(p.eta_seconds.is_some_and(|s| s >= 0.0));
     }
+    // the epoch events carry the metrics the registry records
     let done = job(queued.id).await;
     assert_eq!((done.status, done.epochs.len()), (JobStatus::Finished, 3));
+    let recorded: Vec<shared::api::EpochPoint> = seen
+        .iter()
+        .filter_map(|e| match e {
+            JobEvent::Epoch(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recorded, done.epochs);
     let run = runs()
         .await
         .into_iter()
@@ -243,6 +283,11 @@ async fn a_job_is_followed_from_queued_to_finished_and_its_run_served() {
             .await
             .unwrap();
     assert_eq!(recs.items.len(), 5);
+    // the blocker was done before job-sse ran; job-never, cancelled while queued, never ran
+    assert_eq!(job(blocker).await.status, JobStatus::Finished);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(job(doomed).await.status, JobStatus::Cancelled);
+    assert!(runs().await.iter().all(|r| r.name != "job-never"));
     // an ended job cannot be cancelled
     let resp = reqwest::Client::new()
         .delete(url(&format!("/api/jobs/{}", queued.id)))
@@ -255,6 +300,7 @@ async fn a_job_is_followed_from_queued_to_finished_and_its_run_served() {
 
 #[tokio::test]
 async fn a_cancelled_jobs_run_resumes_with_a_new_job() {
+    let _one = serialised().await;
     let body = json!({ "run": "job-cancel", "dataset": "ml-100k", "config": { "epochs": 40 } });
     let (status, j) = submit(body, Some(TOKEN)).await;
     assert_eq!(status, 201, "{j}");
@@ -292,7 +338,12 @@ async fn a_cancelled_jobs_run_resumes_with_a_new_job() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 409);
 
-    let body = json!({ "run": "job-cancel", "dataset": "ml-100k", "config": { "epochs": 40 }, "resume": true });
+    // a resumed run keeps its configuration: only the epochs may change
+    let other = json!({ "run": "job-cancel", "dataset": "ml-100k", "config": { "lr": 0.1 }, "resume": true });
+    let (status, err) = submit(other, Some(TOKEN)).await;
+    assert_eq!(status, 422, "{err}");
+    assert!(err["error"].as_str().unwrap().contains("only \"epochs\""));
+    let body = json!({ "run": "job-cancel", "dataset": "ml-100k", "resume": true });
     let (status, j) = submit(body, Some(TOKEN)).await;
     assert_eq!(status, 201, "{j}");
     let resumed = serde_json::from_value::<Job>(j).unwrap().id;
@@ -347,5 +398,6 @@ fn a_server_starting_marks_its_predecessors_jobs_interrupted() {
     assert_eq!(status(running), JobStatus::Interrupted);
     assert_eq!(status(queued), JobStatus::Interrupted);
     assert_eq!(status(finished), JobStatus::Finished);
+    jobs.stop();
     std::fs::remove_dir_all(&root).unwrap();
 }

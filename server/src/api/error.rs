@@ -15,8 +15,10 @@ pub enum Error {
     BadRequest(String),
     /// 401: a mutating request without the right bearer token.
     Unauthorized(String),
-    /// 404: no such run, user, job or endpoint.
+    /// 404: no such run, user, group, job or endpoint.
     NotFound(String),
+    /// 405: the endpoint exists, not with this method.
+    MethodNotAllowed(String),
     /// 409: the request conflicts with what exists (a run name taken, a run not finished).
     Conflict(String),
     /// 413: the body is larger than the server accepts.
@@ -37,6 +39,7 @@ impl Error {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -53,6 +56,7 @@ impl IntoResponse for Error {
             Self::BadRequest(e)
             | Self::Unauthorized(e)
             | Self::NotFound(e)
+            | Self::MethodNotAllowed(e)
             | Self::Conflict(e)
             | Self::TooLarge(e)
             | Self::UnsupportedMedia(e)

@@ -108,7 +108,10 @@ pub async fn events(
     // subscribe before reading the status, so nothing between the two is lost
     let mut rx = s.jobs.subscribe();
     let jobs = s.jobs.clone();
-    let job = blocking(move || jobs.get(id)).await?;
+    let job = {
+        let jobs = jobs.clone();
+        blocking(move || jobs.get(id)).await?
+    };
     let first = JobEvent::Status {
         status: job.status,
         error: job.error.clone(),
@@ -130,7 +133,22 @@ pub async fn events(
                         return;
                     }
                 }
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Ok(_) => {}
+                // events were dropped: the status may have been among them, so read it
+                Err(RecvError::Lagged(_)) => {
+                    let jobs = jobs.clone();
+                    let now = tokio::task::spawn_blocking(move || jobs.get(id)).await;
+                    if let Ok(Ok(j)) = now
+                        && ended(j.status)
+                    {
+                        let last = JobEvent::Status {
+                            status: j.status,
+                            error: j.error,
+                        };
+                        emit.send(sse(&last)).await;
+                        return;
+                    }
+                }
                 Err(RecvError::Closed) => return,
             }
         }

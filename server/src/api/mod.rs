@@ -44,6 +44,26 @@ pub struct AppState {
     pub token: Arc<String>,
     /// The device runs are opened and trained on, for `/api/health`.
     pub device: &'static str,
+    /// Adapter downloads already built.
+    adapters: Arc<runs::Adapters>,
+}
+
+impl AppState {
+    /// The state of a server over `catalog` and `jobs`, with bearer token `token`.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        jobs: Arc<Jobs>,
+        token: String,
+        device: &'static str,
+    ) -> Self {
+        Self {
+            catalog,
+            jobs,
+            token: Arc::new(token),
+            device,
+            adapters: Arc::default(),
+        }
+    }
 }
 
 #[derive(OpenApi)]
@@ -111,6 +131,9 @@ pub fn router(state: AppState, dist: &Path) -> Router {
     let (api, _) = routes().split_for_parts();
     let api = api
         .fallback(|| async { Error::NotFound("no such API endpoint".into()) })
+        .method_not_allowed_fallback(|| async {
+            Error::MethodNotAllowed("this endpoint does not take that method".into())
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state);
     let index = dist.join("index.html");

@@ -2,7 +2,8 @@
 //! user's own group or any other), new histories, scorer bundles (with ETags), adapters in the
 //! Hugging Face PEFT layout, and comparisons of one user across runs.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 
 use axum::Json;
 use axum::body::Body;
@@ -65,6 +66,19 @@ fn check_k(k: Option<usize>) -> Result<usize, Error> {
         )));
     }
     Ok(k)
+}
+
+/// A group named in the path: a resource of the run, or 404.
+fn group_in_path(e: &Engine, g: usize) -> Result<usize, Error> {
+    if g < e.n_groups() {
+        Ok(g)
+    } else {
+        Err(Error::NotFound(format!(
+            "group {g} does not exist: the run has {} group(s), 0..{}",
+            e.n_groups(),
+            e.n_groups()
+        )))
+    }
 }
 
 fn check_group(e: &Engine, g: Option<usize>) -> Result<Option<usize>, Error> {
@@ -225,17 +239,37 @@ fn shifts(e: &Engine, s: &[(u32, usize, usize)]) -> Vec<Shift> {
         .collect()
 }
 
-/// Every user's 2-D position (PCA of the grouping representation) and group.
+/// Which projection of the users.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct MapQuery {
+    /// `pca` (default) or `tsne` (computed on the first request, then kept).
+    method: Option<String>,
+}
+
+/// Every user's 2-D position (a projection of the grouping representation) and group.
 #[utoipa::path(get, path = "/runs/{run}/map", tag = "runs",
-    params(("run" = String, Path, description = "Run name")),
-    responses((status = 200, body = MapBody), (status = 404, body = api::ApiError)))]
+    params(("run" = String, Path, description = "Run name"), MapQuery),
+    responses((status = 200, body = MapBody), (status = 400, body = api::ApiError),
+        (status = 404, body = api::ApiError)))]
 pub async fn map(
     State(s): State<AppState>,
     run: Result<Path<String>, PathRejection>,
+    q: Result<Query<MapQuery>, QueryRejection>,
 ) -> ApiResult<MapBody> {
-    let Path(run) = run?;
+    let (Path(run), Query(q)) = (run?, q?);
+    let method = q.method.unwrap_or_else(|| "pca".into());
+    if method != "pca" && method != "tsne" {
+        return Err(Error::BadRequest(format!(
+            "method must be pca or tsne, not {method:?}"
+        )));
+    }
     let e = engine(&s, &run).await?;
-    let m = &e.insights().map;
+    let m = if method == "tsne" {
+        let e = e.clone();
+        tokio::task::spawn_blocking(move || e.tsne().cloned()).await??
+    } else {
+        e.insights().map.clone()
+    };
     let points = m
         .points
         .iter()
@@ -249,7 +283,7 @@ pub async fn map(
         .collect();
     Ok(Json(MapBody {
         run,
-        method: "pca".into(),
+        method,
         explained: m.explained.clone(),
         points,
     }))
@@ -431,7 +465,8 @@ pub struct BundleQuery {
     params(("run" = String, Path, description = "Run name"), ("g" = usize, Path, description = "Group"), BundleQuery),
     responses((status = 200, body = ScorerBundle),
         (status = 304, description = "Unchanged since the ETag given in If-None-Match"),
-        (status = 400, body = api::ApiError), (status = 404, body = api::ApiError)))]
+        (status = 400, body = api::ApiError),
+        (status = 404, description = "No such run or group", body = api::ApiError)))]
 pub async fn scorer_bundle(
     State(s): State<AppState>,
     path: Result<Path<(String, usize)>, PathRejection>,
@@ -440,7 +475,7 @@ pub async fn scorer_bundle(
 ) -> Result<Response, Error> {
     let (Path((run, g)), Query(q)) = (path?, q?);
     let e = engine(&s, &run).await?;
-    check_group(&e, Some(g))?;
+    group_in_path(&e, g)?;
     let bundle = e.scorer_bundle(g, q.encoding.unwrap_or_default())?;
     let body = serde_json::to_vec(&bundle).map_err(|err| {
         tracing::error!(error = %err, "encoding a scorer bundle");
@@ -477,12 +512,33 @@ pub async fn scorer_bundle(
     Ok(response)
 }
 
+/// A built adapter zip and the opened run it was built from.
+type Built = (Weak<Engine>, Arc<Vec<u8>>);
+
+/// Adapter downloads already built, per run and group, with the run they were built from (a
+/// run trained again since gets a new one); one is built at a time (it loads the backbone).
+#[derive(Default)]
+pub struct Adapters {
+    built: std::sync::Mutex<HashMap<(String, usize), Built>>,
+    building: tokio::sync::Mutex<()>,
+}
+
+impl Adapters {
+    fn get(&self, run: &str, g: usize, e: &Arc<Engine>) -> Option<Arc<Vec<u8>>> {
+        let built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+        built
+            .get(&(run.to_string(), g))
+            .filter(|(from, _)| from.upgrade().is_some_and(|f| Arc::ptr_eq(&f, e)))
+            .map(|(_, zip)| zip.clone())
+    }
+}
+
 /// Group `g`'s LoRA or (IA)3 adapter in the Hugging Face PEFT layout, as a zip of
 /// `adapter_config.json` and `adapter_model.safetensors`.
 #[utoipa::path(get, path = "/runs/{run}/groups/{g}/adapter", tag = "runs",
     params(("run" = String, Path, description = "Run name"), ("g" = usize, Path, description = "Group")),
     responses((status = 200, description = "A zip of adapter_config.json and adapter_model.safetensors", content_type = "application/zip"),
-        (status = 404, body = api::ApiError),
+        (status = 404, description = "No such run or group", body = api::ApiError),
         (status = 422, description = "The run has no PEFT-layout adapter (id-only, frozen, IISAN)", body = api::ApiError)))]
 pub async fn adapter(
     State(s): State<AppState>,
@@ -490,15 +546,34 @@ pub async fn adapter(
 ) -> Result<Response, Error> {
     let Path((run, g)) = path?;
     let e = engine(&s, &run).await?;
-    let catalog = s.catalog.clone();
-    let name = run.clone();
-    let zip = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Error> {
-        let dir = catalog.run_dir(&name)?;
-        let adapter = crate::export::hf_adapter(&dir, &e.dataset, g, catalog.device())?;
-        Ok(crate::export::zip(&adapter)?)
-    })
-    .await??;
-    let mut r = Response::new(Body::from(zip));
+    group_in_path(&e, g)?;
+    let zip = match s.adapters.get(&run, g, &e) {
+        Some(zip) => zip,
+        None => {
+            let _one_at_a_time = s.adapters.building.lock().await;
+            match s.adapters.get(&run, g, &e) {
+                Some(zip) => zip,
+                None => {
+                    let (catalog, name, engine) = (s.catalog.clone(), run.clone(), e.clone());
+                    let zip = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Error> {
+                        let dir = catalog.run_dir(&name)?;
+                        let adapter =
+                            crate::export::hf_adapter(&dir, &engine.dataset, g, catalog.device())?;
+                        Ok(crate::export::zip(&adapter)?)
+                    })
+                    .await??;
+                    let zip = Arc::new(zip);
+                    s.adapters
+                        .built
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert((run.clone(), g), (Arc::downgrade(&e), zip.clone()));
+                    zip
+                }
+            }
+        }
+    };
+    let mut r = Response::new(Body::from(zip.as_ref().clone()));
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -327,6 +327,39 @@ impl TrainConfig {
         if self.method == Method::Perpeft && self.groups == 0 {
             return Err(Error::Invalid("perpeft needs at least one group".into()));
         }
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        let fraction = |v: f64| v.is_finite() && (0.0..1.0).contains(&v);
+        for (name, ok) in [
+            ("epochs must be at least 1", self.epochs >= 1),
+            ("batch_size must be at least 1", self.batch_size >= 1),
+            ("lr must be a positive number", positive(self.lr)),
+            ("peft_lr must be a positive number", positive(self.peft_lr)),
+            (
+                "weight_decay must be a number from 0",
+                self.weight_decay.is_finite() && self.weight_decay >= 0.0,
+            ),
+            (
+                "peft_weight_decay must be a number from 0",
+                self.peft_weight_decay.is_finite() && self.peft_weight_decay >= 0.0,
+            ),
+            ("peft.rank must be at least 1", self.peft.rank >= 1),
+            (
+                "peft.alpha must be a positive number",
+                positive(self.peft.alpha),
+            ),
+            (
+                "peft.dropout must be in [0, 1)",
+                fraction(self.peft.dropout),
+            ),
+            (
+                "global_epochs must be at least 1 for perpeft",
+                self.method != Method::Perpeft || self.global_epochs >= 1,
+            ),
+        ] {
+            if !ok {
+                return Err(Error::Invalid(name.into()));
+            }
+        }
         Ok(())
     }
 }
@@ -376,6 +409,20 @@ mod tests {
             })
             .unwrap();
         assert_eq!(untouched, base);
+    }
+
+    #[test]
+    fn values_that_cannot_train_are_refused_by_name() {
+        let bad = |f: fn(&mut TrainConfig)| {
+            let mut c = TrainConfig::default();
+            f(&mut c);
+            c.check().unwrap_err().to_string()
+        };
+        assert!(bad(|c| c.peft.dropout = 1.5).contains("peft.dropout"));
+        assert!(bad(|c| c.peft.rank = 0).contains("peft.rank"));
+        assert!(bad(|c| c.lr = f64::NAN).contains("lr must"));
+        assert!(bad(|c| c.epochs = 0).contains("epochs"));
+        TrainConfig::default().check().unwrap();
     }
 
     #[test]

@@ -1,15 +1,14 @@
 //! What describes a run's user groups, computed once when the run is opened: each group's
 //! size, centroid and metrics under its own table and (PerPEFT) under the global model, the
 //! items and categories most over-represented in its training interactions (lift), the items
-//! its adapter promotes or demotes most against the global model, and a 2-D map of every user
-//! (PCA of the grouping representation).
+//! its adapter promotes or demotes most against the global model, and 2-D maps of every user
+//! (PCA of the grouping representation, and t-SNE of it on request).
 
 use ndarray::Array2;
 use shared::ItemTable;
 use shared::api::Metrics;
 use shared::groups::Grouping;
 
-use crate::config::{RunRecord, select};
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::eval::{Phase, evaluate_grouped};
@@ -66,14 +65,20 @@ pub struct Map {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Insights {
     pub cards: Vec<Card>,
+    /// PCA of `representation`.
     pub map: Map,
+    /// What users are grouped by (PerPEFT: the global model's state; else the run's own
+    /// state), row-major `[users, dim]`.
+    pub representation: Vec<f32>,
+    pub dim: usize,
 }
 
 /// What [`Insights::compute`] reads.
 pub struct Inputs<'a> {
     pub dataset: &'a Dataset,
     pub split: &'a Split,
-    pub record: &'a RunRecord,
+    /// The run's best epoch in burn (metrics per group are evaluated with it).
+    pub model: &'a LoadedModel,
     /// One table per group, row-major.
     pub tables: &'a [Vec<f32>],
     pub dim: usize,
@@ -87,7 +92,8 @@ pub struct Inputs<'a> {
 }
 
 impl Insights {
-    /// Computes every group's card and the map (burn only for the global model's metrics).
+    /// Computes every group's card and the map (burn only to evaluate the run's and the global
+    /// model's metrics per group).
     pub fn compute(x: &Inputs<'_>) -> Result<Self> {
         let k = x.tables.len();
         let members = {
@@ -97,27 +103,18 @@ impl Insights {
             }
             m
         };
-        let own: Vec<(Metrics, Metrics)> = if k > 1 {
-            x.record.best_groups.clone()
-        } else {
-            let best = select::best_epoch(&x.record.epochs)
-                .ok_or_else(|| Error::NotFound("the run has no evaluated epoch".into()))?;
-            vec![(best.valid, best.test)]
-        };
-        if own.len() != k {
-            return Err(Error::Invalid(format!(
-                "the run records metrics for {} groups, it has {k} item tables",
-                own.len()
-            )));
-        }
-        let global_metrics = x.global.map(|(_, loaded)| {
-            let tables = vec![loaded.tables[0].clone(); k];
+        // evaluated here, from the files served (not taken from the record)
+        let per_group = |model: &LoadedModel, tables: &[burn::prelude::Tensor<2>]| {
             let (_, v) =
-                evaluate_grouped(&loaded.sasrec, &tables, x.assignment, x.split, Phase::Valid);
+                evaluate_grouped(&model.sasrec, tables, x.assignment, x.split, Phase::Valid);
             let (_, t) =
-                evaluate_grouped(&loaded.sasrec, &tables, x.assignment, x.split, Phase::Test);
+                evaluate_grouped(&model.sasrec, tables, x.assignment, x.split, Phase::Test);
             v.into_iter().zip(t).collect::<Vec<_>>()
-        });
+        };
+        let own = per_group(x.model, &x.model.tables);
+        let global_metrics = x
+            .global
+            .map(|(_, loaded)| per_group(loaded, &vec![loaded.tables[0].clone(); k]));
         // global-model states over the same inputs: the grouping representation
         let global_states: Option<Vec<f32>> = x
             .global
@@ -150,10 +147,40 @@ impl Insights {
                 .collect(),
             _ => cards,
         };
-        let representation = global_states.as_deref().unwrap_or(x.states);
+        let representation = global_states.unwrap_or_else(|| x.states.to_vec());
         Ok(Self {
             cards,
-            map: project(representation, x.dim)?,
+            map: project(&representation, x.dim)?,
+            representation,
+            dim: x.dim,
+        })
+    }
+
+    /// t-SNE (linfa-tsne, Barnes-Hut, perplexity 30, 1,000 iterations, seeded) of the
+    /// representation to 2-D; `explained` is empty (t-SNE keeps neighbourhoods, not variance).
+    pub fn tsne(&self) -> Result<Map> {
+        use linfa::traits::Transformer;
+        use linfa_tsne::TSneParams;
+        let n = self.representation.len() / self.dim;
+        let data = Array2::from_shape_vec(
+            (n, self.dim),
+            self.representation.iter().map(|&v| v as f64).collect(),
+        )
+        .map_err(|e| Error::Compute(format!("user map: {e}")))?;
+        let perplexity = 30f64.min((n as f64 - 1.0) / 3.0 - 1.0).max(1.0);
+        let xy = TSneParams::embedding_size(2)
+            .perplexity(perplexity)
+            .approx_threshold(0.5)
+            .max_iter(1000)
+            .transform(data)
+            .map_err(|e| Error::Compute(format!("user map (t-SNE): {e}")))?;
+        Ok(Map {
+            explained: Vec::new(),
+            points: xy
+                .rows()
+                .into_iter()
+                .map(|r| [r[0] as f32, r[1] as f32])
+                .collect(),
         })
     }
 }

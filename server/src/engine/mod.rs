@@ -48,6 +48,8 @@ pub struct Engine {
     /// Per user, what is never recommended: the input history, minus the held-out item.
     exclude: Vec<Vec<u32>>,
     insights: Insights,
+    /// The t-SNE map, computed on first request.
+    tsne: std::sync::OnceLock<insights::Map>,
 }
 
 /// A ranked list for one user and group.
@@ -72,7 +74,7 @@ impl Engine {
     /// checksum).
     pub fn open(dir: &RunDir, dataset: Arc<Dataset>, device: &Device) -> Result<Self> {
         let model = dir.load_model(device)?;
-        let record = model.record;
+        let record = model.record.clone();
         if record.dataset_checksum != dataset.checksum {
             return Err(Error::Conflict(format!(
                 "{} was trained on {} with checksum {}, but the data on disk has checksum {}",
@@ -143,7 +145,7 @@ impl Engine {
         let insights = Insights::compute(&insights::Inputs {
             dataset: &dataset,
             split: &split,
-            record: &record,
+            model: &model,
             tables: &tables,
             dim,
             assignment: &assignment,
@@ -161,6 +163,7 @@ impl Engine {
             states,
             exclude,
             insights,
+            tsne: std::sync::OnceLock::new(),
             split,
             dataset,
             record,
@@ -195,6 +198,16 @@ impl Engine {
     /// What describes the groups and the user map.
     pub fn insights(&self) -> &Insights {
         &self.insights
+    }
+
+    /// The t-SNE map of the users (computed on the first call, seconds for thousands of users;
+    /// call it off the async runtime).
+    pub fn tsne(&self) -> Result<&insights::Map> {
+        if let Some(m) = self.tsne.get() {
+            return Ok(m);
+        }
+        let m = self.insights.tsne()?;
+        Ok(self.tsne.get_or_init(|| m))
     }
 
     /// The interactions the model sees for user `u`: all but the held-out test item.
@@ -242,14 +255,20 @@ impl Engine {
             &other
         };
         let items = top_k(state, &table, &self.exclude[u], k);
+        // ranked as evaluation ranks it (`eval`): candidates scoring strictly higher, ties to
+        // the target, a NaN target last
         let held_out = self.held_out(u).map(|t| {
             let scores = table.scores(state);
             let target = scores[t as usize];
             let excluded = &self.exclude[u];
-            let above = (1..scores.len())
-                .filter(|&i| i as u32 != t && excluded.binary_search(&(i as u32)).is_err())
-                .filter(|&i| scores[i] > target)
-                .count();
+            let above = if target.is_nan() {
+                scores.len()
+            } else {
+                (1..scores.len())
+                    .filter(|&i| i as u32 != t && excluded.binary_search(&(i as u32)).is_err())
+                    .filter(|&i| scores[i] > target)
+                    .count()
+            };
             (t, above + 1, items.iter().any(|s| s.item == t))
         });
         Ok(Ranking {

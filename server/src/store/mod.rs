@@ -14,7 +14,7 @@ pub mod tables;
 use std::path::{Path, PathBuf};
 
 pub use registry::{JobRow, Registry, RunRow, Status};
-pub use run_dir::{LoadedModel, RunDir};
+pub use run_dir::{LoadedModel, RunDir, RunLock};
 
 use crate::error::{IoContext, Result};
 

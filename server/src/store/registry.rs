@@ -37,8 +37,11 @@ impl Status {
 /// One run as the registry lists it.
 #[derive(Debug, Clone)]
 pub struct RunRow {
-    /// The registry's id (a run overwritten under the same name gets a new one).
+    /// The registry's id (never reused in a registry made by this version: a run overwritten
+    /// under the same name gets a new one).
     pub id: i64,
+    /// When the registry row was made.
+    pub created_at: String,
     pub name: String,
     pub method: String,
     pub backbone: String,
@@ -63,7 +66,7 @@ pub struct Registry {
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,
     dir TEXT NOT NULL,
     method TEXT NOT NULL,
@@ -342,7 +345,7 @@ impl Registry {
                     r.best_epoch, r.id, r.code_version, r.dir,
                     (SELECT COUNT(*) FROM epochs e WHERE e.run_id = r.id),
                     (SELECT AVG(train_seconds) FROM epochs e WHERE e.run_id = r.id),
-                    {}
+                    {}, r.created_at
              FROM runs r ORDER BY r.id",
             metric_columns("r.test")
         ))?;
@@ -368,6 +371,7 @@ impl Registry {
                 dir: r.get(11)?,
                 epochs_done: r.get::<_, i64>(12)? as usize,
                 seconds_per_epoch: r.get(13)?,
+                created_at: r.get(21)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -389,6 +393,16 @@ impl Registry {
             params![id, job_status_str(status), error],
         )?;
         Ok(())
+    }
+
+    /// Moves job `id` from status `from` to `to` if it is still in `from`; whether it was (so
+    /// a cancel and the worker's start cannot both win).
+    pub fn move_job(&self, id: i64, from: JobStatus, to: JobStatus) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE jobs SET status = ?3, updated_at = datetime('now') WHERE id = ?1 AND status = ?2",
+            params![id, job_status_str(from), job_status_str(to)],
+        )?;
+        Ok(n == 1)
     }
 
     /// Marks every job still queued or running as interrupted (a server starting again finds

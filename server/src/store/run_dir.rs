@@ -12,7 +12,9 @@
 //! | `global/` | PerPEFT: the stage-1 model (`model.safetensors`, `item_table.safetensors`, `recommender.bpk`), with which new users are grouped |
 //! | `checkpoint/epoch-N.{model,optimizer,optimizer-peft}.bpk` | the last completed epoch's model and both optimisers' state ([`super::checkpoint`]) |
 //!
-//! The runs root `ROOT` holds the registry ([`super::Registry`]).
+//! The runs root `ROOT` holds the registry ([`super::Registry`]) and, beside each run
+//! directory, the lock `.NAME.lock` that whoever trains the run holds (an advisory file lock,
+//! released by the system when the process ends, however it ends).
 
 use std::path::{Path, PathBuf};
 
@@ -49,6 +51,12 @@ pub(super) enum CheckpointPart {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunDir {
     path: PathBuf,
+}
+
+/// The training lock of a run ([`RunDir::lock`]); released when dropped.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
 }
 
 /// A finished run as loaded for evaluation and serving.
@@ -157,6 +165,37 @@ impl RunDir {
         .collect()
     }
 
+    /// `ROOT/.NAME.lock`: outside the run directory, so replacing the run keeps the lock.
+    fn lock_file(&self) -> PathBuf {
+        self.root().join(format!(".{}.lock", self.name()))
+    }
+
+    /// Takes the run's training lock, or fails with `Conflict` when another process (or
+    /// another job) trains the run now. The lock lasts as long as the returned value.
+    pub fn lock(&self) -> Result<RunLock> {
+        let path = self.lock_file();
+        std::fs::create_dir_all(self.root()).at(self.root())?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .at(&path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Conflict(format!(
+                "{} is being trained by another process now",
+                self.path.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Whether someone trains the run now (holds its lock).
+    pub fn is_locked(&self) -> bool {
+        matches!(self.lock(), Err(Error::Conflict(_)))
+    }
+
     /// Whether the directory holds a record (a run was started here).
     pub fn has_record(&self) -> bool {
         self.record_file().exists()
@@ -222,10 +261,9 @@ impl RunDir {
     /// the IISAN modules) as `adapters.bpk`; load it back with `try_load_record` on a model of
     /// the same configuration, with `allow_partial`.
     pub fn save_adapters<M: Module>(&self, peft: &M) -> Result<()> {
-        let group = burn::module::ParamGroup::from_any_predicates(vec!["adapters", "modules"]);
         atomically(&self.adapters_file(), |tmp| {
             peft.clone()
-                .into_record_group(group)
+                .into_record_group(adapter_params())
                 .save(tmp)
                 .map_err(|e| Error::format(tmp, format!("{e:?}")))
         })
@@ -277,6 +315,11 @@ impl RunDir {
             tables,
         })
     }
+}
+
+/// The parameters `adapters.bpk` keeps: adapters in the sites, or IISAN modules.
+pub fn adapter_params() -> burn::module::ParamGroup {
+    burn::module::ParamGroup::from_any_predicates(vec!["adapters", "modules"])
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {

@@ -66,7 +66,14 @@ impl RunState {
                         registry.path().display()
                     ))
                 })?;
-                let record = resumed_record(&dir, &registry, id, how)?;
+                let mut record = resumed_record(&dir, &registry, id, how)?;
+                if record.groups.is_some() && record.best_epoch > 0 && record.best_groups.is_empty()
+                {
+                    // run.json was behind the registry: the per-group metrics of the best epoch
+                    // are those of the best-epoch files on disk
+                    let e = crate::eval::evaluate_run(&dir, how.dataset, trainer.inner())?;
+                    record.best_groups = e.per_group;
+                }
                 let done = record.epochs.len();
                 if how.cfg.method == Method::Perpeft && done > 0 {
                     let g = dir.read_groups()?;

@@ -81,6 +81,8 @@ pub fn train_with(
             dataset.user_ids[u], dataset.name
         )));
     }
+    // one trainer per run at a time, across processes (held until this returns)
+    let _lock = RunDir::new(out_dir).lock()?;
     let (mut trainer, artifacts) = Trainer::new(dataset, &split, model_cfg, cfg, resolved)?;
     let opening = Opening {
         dataset,

@@ -99,6 +99,11 @@ impl<'a> Trainer<'a> {
         &self.device
     }
 
+    /// The same device without autodiff (evaluation).
+    pub fn inner(&self) -> &Device {
+        &self.inner
+    }
+
     /// Trainable parameters of one PEFT adapter, for PEFT methods.
     pub fn adapter_params(&self) -> Option<usize> {
         self.source.peft().map(|p| p.adapter_params())
