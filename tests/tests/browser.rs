@@ -5,6 +5,7 @@
 //! for that history.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,8 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use shared::api::{Assignment, Recommendations, UserDetail};
 
-/// chromedriver on a free port, killed on drop.
+/// chromedriver on a free port in its own process group; on drop the whole group (chromedriver
+/// and the Chromium it started) is killed, so a failing test leaves no browser behind.
 struct Driver {
     child: Child,
     port: u16,
@@ -30,6 +32,9 @@ impl Drop for TempDir {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -46,6 +51,7 @@ fn start_driver() -> Driver {
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {bin} ({e}): install chromium-driver"));
     let profile =
