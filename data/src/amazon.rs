@@ -126,7 +126,8 @@ pub fn parse(
     if seqs.is_empty() {
         return Err(DataError::at(&final_path, None, "no interactions"));
     }
-    let (user_ids, sequences) = seqs.finish();
+    // line numbers are an order, not times: the dataset has none
+    let (user_ids, sequences, _) = seqs.finish();
     Ok(Dataset::new(
         ds,
         user_ids,

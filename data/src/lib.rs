@@ -58,6 +58,10 @@ pub struct Dataset {
     pub items: Vec<ItemMeta>,
     /// Per user index, internal item ids oldest first.
     pub sequences: Vec<Vec<u32>>,
+    /// Per user index, the timestamp of each interaction of `sequences` (the dataset's own
+    /// numbers: Unix seconds for MovieLens), when the format has real times; see
+    /// [`Dataset::with_times`].
+    pub times: Option<Vec<Vec<f64>>>,
     /// SHA-256 of the source files, hex; identifies the data a model was trained on.
     pub checksum: String,
     /// What was skipped while loading.
@@ -100,10 +104,33 @@ impl Dataset {
             user_ids,
             items,
             sequences,
+            times: None,
             checksum,
             report,
             user_index,
         }
+    }
+
+    /// This dataset with the timestamps of its interactions, one per item of `sequences`.
+    ///
+    /// Panics when `times` is not shaped as `sequences` (a loader's bug, not bad input).
+    pub fn with_times(mut self, times: Vec<Vec<f64>>) -> Self {
+        assert!(
+            times.len() == self.sequences.len()
+                && times
+                    .iter()
+                    .zip(&self.sequences)
+                    .all(|(t, s)| t.len() == s.len()),
+            "one timestamp per interaction"
+        );
+        self.times = Some(times);
+        self
+    }
+
+    /// The timestamp of user `u`'s interaction at position `pos` of their sequence, if the
+    /// dataset has times.
+    pub fn time(&self, u: usize, pos: usize) -> Option<f64> {
+        self.times.as_ref()?.get(u)?.get(pos).copied()
     }
 
     /// Number of items (internal ids are `1..=n_items`).
@@ -307,15 +334,16 @@ impl Sequences {
         self.user_ids.is_empty()
     }
 
-    pub(crate) fn finish(self) -> (Vec<String>, Vec<Vec<u32>>) {
-        let seqs = self
+    /// User ids, and per user the items and their times, sorted by time (stable).
+    pub(crate) fn finish(self) -> (Vec<String>, Vec<Vec<u32>>, Vec<Vec<f64>>) {
+        let (seqs, times) = self
             .events
             .into_iter()
             .map(|mut ev| {
                 ev.sort_by(|a, b| a.0.total_cmp(&b.0));
-                ev.into_iter().map(|(_, i)| i).collect()
+                ev.into_iter().map(|(t, i)| (i, t)).unzip::<_, _, Vec<_>, Vec<_>>()
             })
-            .collect();
-        (self.user_ids, seqs)
+            .unzip();
+        (self.user_ids, seqs, times)
     }
 }

@@ -239,7 +239,7 @@ pub fn parse(
     if seqs.is_empty() {
         return Err(DataError::at(inter_path, None, "no interactions"));
     }
-    let (user_ids, sequences) = seqs.finish();
+    let (user_ids, sequences, times) = seqs.finish();
     Ok(Dataset::new(
         name,
         user_ids,
@@ -247,5 +247,5 @@ pub fn parse(
         sequences,
         checksum(&[inter.as_bytes(), items_text.as_bytes()]),
         report,
-    ))
+    ).with_times(times))
 }

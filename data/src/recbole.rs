@@ -76,7 +76,7 @@ pub fn parse(
         let t = Table::parse(&user_path, user)?;
         t.column(&user_path, "user_id")?;
     }
-    let (user_ids, sequences) = seqs.finish();
+    let (user_ids, sequences, times) = seqs.finish();
     let mut parts: Vec<&[u8]> = vec![inter.as_bytes(), item.as_bytes()];
     if let Some(u) = user {
         parts.push(u.as_bytes());
@@ -88,7 +88,7 @@ pub fn parse(
         sequences,
         checksum(&parts),
         LoadReport::default(),
-    ))
+    ).with_times(times))
 }
 
 fn parse_items(path: &Path, text: &str) -> Result<Vec<ItemMeta>, DataError> {
@@ -234,6 +234,13 @@ mod tests {
         // user b: two events at t=5 keep file order (30 then 10)
         assert_eq!(d.user_ids, vec!["b", "a"]);
         assert_eq!(d.sequences, vec![vec![2, 3, 1], vec![1, 2]]);
+        // each item keeps its own time through the sort
+        assert_eq!(
+            d.times,
+            Some(vec![vec![1.0, 5.0, 5.0], vec![3.0, 9.0]])
+        );
+        assert_eq!(d.time(0, 2), Some(5.0));
+        assert_eq!(d.time(1, 2), None);
         assert_eq!(d.user_index("a"), Some(1));
         assert_eq!(d.items[0].title, "Alpha (1995)");
         assert_eq!(d.items[0].text, "Alpha (1995); Comedy, Drama");

@@ -82,6 +82,10 @@ fn plain_csv_and_jsonl_load_the_same_dataset() {
     assert_eq!(raw_sequences(&csv), expected());
     assert_eq!(raw_sequences(&jsonl), expected());
     assert_eq!(csv.sequences, amazon.sequences);
+    // the plain formats carry their timestamps; Amazon's line order is no time
+    assert!(csv.times.is_some());
+    assert_eq!(csv.times, jsonl.times);
+    assert_eq!(amazon.times, None);
     assert_eq!(csv.user_ids[0], "u1");
     assert_eq!(csv.report, LoadReport::default());
     assert!(csv.item(1).unwrap().image.is_some());

@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use burn::prelude::Device;
-use shared::api::{RunStatus, RunSummary};
+use shared::api::{DatasetInfo, RunStatus, RunSummary};
 
 use crate::data::{self, Dataset, Format};
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::store::{Registry, RunDir, RunRow};
 
 /// Where datasets are read from.
@@ -36,6 +36,39 @@ impl DataSource {
             Format::Recbole | Format::Plain => self.dir.join(name),
         };
         Ok(data::load(self.format, &dir, name)?)
+    }
+
+    /// Names of the datasets in the directory (those whose files of the format are there),
+    /// sorted; names a job could not use are left out.
+    pub fn list(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).at(&self.dir)? {
+            let path = entry.at(&self.dir)?.path();
+            let Some(file) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let name = match self.format {
+                Format::Recbole => path.join(format!("{file}.inter")).is_file().then_some(file),
+                Format::Plain => (path.join("interactions.csv").is_file()
+                    || path.join("interactions.jsonl").is_file())
+                .then_some(file),
+                Format::Amazon => file.strip_suffix("_final.txt"),
+            };
+            if let Some(n) = name.filter(|n| check_name(n, "dataset").is_ok()) {
+                names.push(n.to_string());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// The format's name, as the API gives it.
+    pub fn format_name(&self) -> &'static str {
+        match self.format {
+            Format::Recbole => "recbole",
+            Format::Amazon => "amazon",
+            Format::Plain => "plain",
+        }
     }
 }
 
@@ -163,6 +196,19 @@ impl Catalog {
         summary(r, live || is_trained_now(r))
     }
 
+    /// The datasets a job can train on.
+    pub fn datasets(&self) -> Result<Vec<DatasetInfo>> {
+        Ok(self
+            .data
+            .list()?
+            .into_iter()
+            .map(|name| DatasetInfo {
+                name,
+                format: self.data.format_name().into(),
+            })
+            .collect())
+    }
+
     /// Run `name`'s summary.
     pub fn run(&self, name: &str) -> Result<RunSummary> {
         self.runs()?
@@ -282,6 +328,35 @@ fn summary(r: &RunRow, trained_now: bool) -> RunSummary {
         test: r.test,
         seconds_per_epoch: r.seconds_per_epoch,
         code_version: r.code_version.clone(),
+        adapter: adapter_of(&r.config),
+        groups: groups_of(&r.config),
+        valid: r.valid,
+        total_seconds: r.total_seconds,
+        created_at: r.created_at.clone(),
+    }
+}
+
+/// The training half of a registry row's configuration (`[SASRec's, the training's]`).
+fn train_config(config: &str) -> serde_json::Value {
+    let mut pair: serde_json::Value = serde_json::from_str(config).unwrap_or_default();
+    pair.get_mut(1).map(serde_json::Value::take).unwrap_or_default()
+}
+
+/// The adapter kind of a PEFT run's configuration.
+fn adapter_of(config: &str) -> Option<String> {
+    let c = train_config(config);
+    match c["method"].as_str()? {
+        "global-peft" | "perpeft" => c["peft"]["kind"].as_str().map(String::from),
+        _ => None,
+    }
+}
+
+/// User groups of a run's configuration: `groups` for PerPEFT, else 1.
+fn groups_of(config: &str) -> usize {
+    let c = train_config(config);
+    match c["method"].as_str() {
+        Some("perpeft") => c["groups"].as_u64().unwrap_or(1) as usize,
+        _ => 1,
     }
 }
 

@@ -90,6 +90,16 @@ pub struct RunSummary {
     pub seconds_per_epoch: Option<f64>,
     /// Version of the code that trained it.
     pub code_version: String,
+    /// The adapter of a PEFT method (`lora`, `ia3`, `iisan`); none for id-only and frozen.
+    pub adapter: Option<String>,
+    /// User groups (1 for a single-table run).
+    pub groups: usize,
+    /// Validation metrics at `best_epoch` (what the epoch was selected by).
+    pub valid: Option<Metrics>,
+    /// Seconds of training and evaluation over the evaluated epochs.
+    pub total_seconds: Option<f64>,
+    /// When the run was registered (UTC, `YYYY-MM-DD HH:MM:SS`).
+    pub created_at: String,
 }
 
 /// One evaluated epoch.
@@ -220,6 +230,9 @@ pub struct MapPoint {
     pub group: usize,
     pub x: f32,
     pub y: f32,
+    /// The user's most frequent categories in their training interactions (at most 3, most
+    /// frequent first, ties by name).
+    pub top: Vec<String>,
 }
 
 /// `GET /api/runs/{run}/map`: users projected to 2-D from their grouping representation.
@@ -257,6 +270,16 @@ pub struct UsersPage {
     pub limit: usize,
 }
 
+/// One interaction of a user.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Interaction {
+    pub item: Item,
+    /// Its timestamp as the dataset gives it (MovieLens: Unix seconds); none when the
+    /// dataset's format has no times.
+    pub time: Option<f64>,
+}
+
 /// `GET /api/runs/{run}/users/{id}`: the user's interactions, oldest first.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -264,9 +287,19 @@ pub struct UserDetail {
     pub id: String,
     pub group: usize,
     /// What recommendations are computed from: every interaction but the held-out one.
-    pub history: Vec<Item>,
+    pub history: Vec<Interaction>,
     /// The last interaction, held out as the test item (users with 3 or more interactions).
-    pub held_out: Option<Item>,
+    pub held_out: Option<Interaction>,
+}
+
+/// `GET /api/datasets`: a dataset the server can train on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DatasetInfo {
+    /// Its name, as a job's `dataset`.
+    pub name: String,
+    /// `recbole`, `amazon` or `plain`.
+    pub format: String,
 }
 
 /// One recommended item.

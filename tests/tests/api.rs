@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use e2e::{FROZEN, GLOBAL, GROUPS, ID_ONLY, PERPEFT, TEST_EPOCHS, ml100k, server};
 use serde_json::{Value, json};
 use shared::api::{
-    Assignment, Comparison, GroupsBody, Health, Item, MapBody, Recommendations, RunDetail,
+    Assignment, Comparison, DatasetInfo, GroupsBody, Health, Item, MapBody, Recommendations, RunDetail,
     RunStatus, RunSummary, UserDetail, UsersPage,
 };
 use shared::bundle::ScorerBundle;
@@ -104,6 +104,21 @@ async fn health_counts_the_finished_runs() {
 }
 
 #[tokio::test]
+async fn the_datasets_a_job_can_use_are_listed() {
+    let ds: Vec<DatasetInfo> = ok("/api/datasets").await;
+    // exactly the data directory's folders that hold a RecBole dataset of their name
+    let mut want: Vec<String> = std::fs::read_dir(e2e::data_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| e2e::data_dir().join(n).join(format!("{n}.inter")).is_file())
+        .collect();
+    want.sort();
+    assert!(want.iter().any(|n| n == "ml-100k"), "{want:?}");
+    assert_eq!(ds.iter().map(|d| d.name.clone()).collect::<Vec<_>>(), want);
+    assert!(ds.iter().all(|d| d.format == "recbole"));
+}
+
+#[tokio::test]
 async fn runs_are_listed_and_described() {
     let runs: Vec<RunSummary> = ok("/api/runs").await;
     let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
@@ -114,6 +129,28 @@ async fn runs_are_listed_and_described() {
         ["id-only", "frozen", "global-peft-lora", "perpeft-lora"]
     );
     assert!(runs[..4].iter().all(|r| r.status == RunStatus::Finished));
+    let adapters: Vec<Option<&str>> = runs[..4].iter().map(|r| r.adapter.as_deref()).collect();
+    assert_eq!(adapters, [None, None, Some("lora"), Some("lora")]);
+    let groups: Vec<usize> = runs[..4].iter().map(|r| r.groups).collect();
+    assert_eq!(groups, [1, 1, 1, GROUPS]);
+    for r in &runs[..4] {
+        // validation at the best epoch and the summed seconds, as the curve has them
+        let d: RunDetail = ok(&format!("/api/runs/{}", r.name)).await;
+        let best = d
+            .curve
+            .iter()
+            .find(|p| Some(p.epoch) == r.best_epoch)
+            .unwrap();
+        assert_eq!(r.valid, Some(best.valid), "{}", r.name);
+        let total: f64 = d.curve.iter().map(|p| p.train_seconds + p.eval_seconds).sum();
+        assert!(
+            (r.total_seconds.unwrap() - total).abs() <= 1e-9 * total,
+            "{}: {:?} vs {total}",
+            r.name,
+            r.total_seconds
+        );
+        assert_eq!(r.created_at.len(), "2026-01-01 00:00:00".len());
+    }
     let id_only = &runs[0];
     assert_eq!(
         (id_only.method.as_str(), id_only.status, id_only.epochs_done),
@@ -254,13 +291,19 @@ async fn a_users_history_holds_out_their_last_interaction() {
         .collect();
     rows.sort_by_key(|r| r.0); // stable
     let d: UserDetail = ok(&format!("/api/runs/{ID_ONLY}/users/196")).await;
-    let mut raw: Vec<String> = d.history.iter().map(|i| i.raw_id.clone()).collect();
-    raw.push(d.held_out.unwrap().raw_id);
-    assert_eq!(raw, rows.into_iter().map(|r| r.1).collect::<Vec<_>>());
+    let mut served: Vec<(u64, String)> = d
+        .history
+        .iter()
+        .map(|i| (i.time.unwrap() as u64, i.item.raw_id.clone()))
+        .collect();
+    let held = d.held_out.unwrap();
+    served.push((held.time.unwrap() as u64, held.item.raw_id));
+    // each item with its own timestamp, in the file's stable time order
+    assert_eq!(served, rows);
     assert!(
         d.history
             .iter()
-            .all(|i| !i.title.is_empty() && !i.categories.is_empty())
+            .all(|i| !i.item.title.is_empty() && !i.item.categories.is_empty())
     );
 }
 
@@ -423,6 +466,21 @@ async fn the_map_places_every_user_with_their_group() {
         assert_eq!(p.group, u.group);
         assert!(p.x.is_finite() && p.y.is_finite());
     }
+    // user 196's top genres, counted by hand from their training interactions
+    let dataset = ml100k();
+    let u = dataset.user_index("196").unwrap();
+    let seq = &dataset.sequences[u];
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for &i in &seq[..seq.len() - 2] {
+        for c in &dataset.item(i).unwrap().categories {
+            *counts.entry(c).or_default() += 1;
+        }
+    }
+    let mut by_count: Vec<(&str, usize)> = counts.into_iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(&a.1)); // stable: ties stay by name
+    let want: Vec<String> = by_count.iter().take(3).map(|c| c.0.to_string()).collect();
+    let p = m.points.iter().find(|p| p.user == "196").unwrap();
+    assert_eq!(p.top, want);
     let distinct: BTreeSet<(u32, u32)> = m
         .points
         .iter()
@@ -601,10 +659,10 @@ async fn scorer_bundles_are_cached_and_rank_like_the_server() {
         ))
         .await;
         let detail: UserDetail = ok(&format!("/api/runs/{PERPEFT}/users/{}", u.id)).await;
-        let history: Vec<u32> = detail.history.iter().map(|i| i.id).collect();
+        let history: Vec<u32> = detail.history.iter().map(|i| i.item.id).collect();
         let mut exclude = history.clone();
         if let Some(h) = &detail.held_out {
-            exclude.retain(|&i| i != h.id);
+            exclude.retain(|&i| i != h.item.id);
         }
         let state = bundle.scorer.user_state(&t, &history);
         let local: BTreeSet<u32> = top_k(&state, &t, &exclude, 20)
@@ -757,6 +815,7 @@ async fn the_openapi_document_lists_every_route() {
     }
     let routes: BTreeSet<String> = [
         "GET /api/health",
+        "GET /api/datasets",
         "GET /api/openapi.json",
         "GET /api/runs",
         "GET /api/runs/{run}",

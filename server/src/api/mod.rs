@@ -99,6 +99,7 @@ fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health))
         .routes(routes!(openapi_json))
+        .routes(routes!(datasets))
         .routes(routes!(runs::list_runs))
         .routes(routes!(runs::run_detail))
         .routes(routes!(runs::groups))
@@ -171,6 +172,16 @@ async fn health(State(s): State<AppState>) -> Result<Json<Health>, Error> {
             .filter(|r| r.status == shared::api::RunStatus::Finished)
             .count(),
     }))
+}
+
+/// The datasets the server can train on (the names a job's `dataset` takes).
+#[utoipa::path(get, path = "/datasets", tag = "server",
+    responses((status = 200, body = Vec<shared::api::DatasetInfo>)))]
+async fn datasets(State(s): State<AppState>) -> Result<Json<Vec<shared::api::DatasetInfo>>, Error> {
+    let catalog = s.catalog.clone();
+    Ok(Json(
+        tokio::task::spawn_blocking(move || catalog.datasets()).await??,
+    ))
 }
 
 /// This document.

@@ -279,6 +279,7 @@ pub async fn map(
             group: e.group_of(u),
             x: p[0],
             y: p[1],
+            top: top_categories(&e, u),
         })
         .collect();
     Ok(Json(MapBody {
@@ -287,6 +288,19 @@ pub async fn map(
         explained: m.explained.clone(),
         points,
     }))
+}
+
+/// User `u`'s three most frequent categories in their training interactions (ties by name).
+fn top_categories(e: &Engine, u: usize) -> Vec<String> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for &i in &e.split().train[u] {
+        for c in &e.dataset.item(i).expect("dataset items").categories {
+            *counts.entry(c.as_str()).or_default() += 1;
+        }
+    }
+    let mut top: Vec<(&str, usize)> = counts.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    top.into_iter().take(3).map(|(c, _)| c.to_string()).collect()
 }
 
 /// The run's catalogue: every item with its display data, by internal id.
@@ -369,10 +383,16 @@ pub async fn user(
     let Path((run, id)) = path?;
     let e = engine(&s, &run).await?;
     let u = find_user(&e, &id)?;
+    // the input is the sequence's prefix and the held-out item its last: times by position
+    let input = e.input(u);
+    let at = |pos: usize, i: u32| api::Interaction {
+        item: item(&e, i),
+        time: e.dataset.time(u, pos),
+    };
     Ok(Json(UserDetail {
         group: e.group_of(u),
-        history: e.input(u).into_iter().map(|i| item(&e, i)).collect(),
-        held_out: e.held_out(u).map(|i| item(&e, i)),
+        held_out: e.held_out(u).map(|i| at(input.len(), i)),
+        history: input.iter().enumerate().map(|(p, &i)| at(p, i)).collect(),
         id,
     }))
 }

@@ -215,6 +215,11 @@ impl Engine {
         input_history(&self.split, &self.dataset, u)
     }
 
+    /// The leave-one-out split the run was evaluated on.
+    pub fn split(&self) -> &Split {
+        &self.split
+    }
+
     /// User `u`'s held-out test item (users with 3 or more interactions).
     pub fn held_out(&self, u: usize) -> Option<u32> {
         self.split.test[u]

@@ -56,6 +56,12 @@ pub struct RunRow {
     pub seconds_per_epoch: Option<f64>,
     pub code_version: String,
     pub dir: String,
+    /// The configuration as JSON: `[SASRec's, the training's]`.
+    pub config: String,
+    /// Validation metrics at the best epoch.
+    pub valid: Option<Metrics>,
+    /// Training and evaluation seconds summed over the evaluated epochs.
+    pub total_seconds: Option<f64>,
 }
 
 /// The SQLite run registry.
@@ -345,14 +351,22 @@ impl Registry {
                     r.best_epoch, r.id, r.code_version, r.dir,
                     (SELECT COUNT(*) FROM epochs e WHERE e.run_id = r.id),
                     (SELECT AVG(train_seconds) FROM epochs e WHERE e.run_id = r.id),
-                    {}, r.created_at
-             FROM runs r ORDER BY r.id",
-            metric_columns("r.test")
+                    {}, r.created_at, r.config,
+                    (SELECT SUM(train_seconds + eval_seconds) FROM epochs e WHERE e.run_id = r.id),
+                    {}
+             FROM runs r LEFT JOIN epochs b ON b.run_id = r.id AND b.epoch = r.best_epoch
+             ORDER BY r.id",
+            metric_columns("r.test"),
+            metric_columns("b.valid")
         ))?;
         let rows = stmt.query_map([], |r| {
             let best: Option<i64> = r.get(8)?;
             let test = match best {
                 Some(_) => Some(read_metrics(r, 14)?),
+                None => None,
+            };
+            let valid = match r.get::<_, Option<f64>>(24)? {
+                Some(_) => Some(read_metrics(r, 24)?),
                 None => None,
             };
             Ok(RunRow {
@@ -372,6 +386,9 @@ impl Registry {
                 epochs_done: r.get::<_, i64>(12)? as usize,
                 seconds_per_epoch: r.get(13)?,
                 created_at: r.get(21)?,
+                config: r.get(22)?,
+                total_seconds: r.get(23)?,
+                valid,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
