@@ -341,7 +341,9 @@ impl Sequences {
             .into_iter()
             .map(|mut ev| {
                 ev.sort_by(|a, b| a.0.total_cmp(&b.0));
-                ev.into_iter().map(|(t, i)| (i, t)).unzip::<_, _, Vec<_>, Vec<_>>()
+                ev.into_iter()
+                    .map(|(t, i)| (i, t))
+                    .unzip::<_, _, Vec<_>, Vec<_>>()
             })
             .unzip();
         (self.user_ids, seqs, times)

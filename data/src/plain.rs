@@ -247,5 +247,6 @@ pub fn parse(
         sequences,
         checksum(&[inter.as_bytes(), items_text.as_bytes()]),
         report,
-    ).with_times(times))
+    )
+    .with_times(times))
 }

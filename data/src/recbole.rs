@@ -88,7 +88,8 @@ pub fn parse(
         sequences,
         checksum(&parts),
         LoadReport::default(),
-    ).with_times(times))
+    )
+    .with_times(times))
 }
 
 fn parse_items(path: &Path, text: &str) -> Result<Vec<ItemMeta>, DataError> {
@@ -235,10 +236,7 @@ mod tests {
         assert_eq!(d.user_ids, vec!["b", "a"]);
         assert_eq!(d.sequences, vec![vec![2, 3, 1], vec![1, 2]]);
         // each item keeps its own time through the sort
-        assert_eq!(
-            d.times,
-            Some(vec![vec![1.0, 5.0, 5.0], vec![3.0, 9.0]])
-        );
+        assert_eq!(d.times, Some(vec![vec![1.0, 5.0, 5.0], vec![3.0, 9.0]]));
         assert_eq!(d.time(0, 2), Some(5.0));
         assert_eq!(d.time(1, 2), None);
         assert_eq!(d.user_index("a"), Some(1));

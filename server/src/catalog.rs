@@ -339,7 +339,9 @@ fn summary(r: &RunRow, trained_now: bool) -> RunSummary {
 /// The training half of a registry row's configuration (`[SASRec's, the training's]`).
 fn train_config(config: &str) -> serde_json::Value {
     let mut pair: serde_json::Value = serde_json::from_str(config).unwrap_or_default();
-    pair.get_mut(1).map(serde_json::Value::take).unwrap_or_default()
+    pair.get_mut(1)
+        .map(serde_json::Value::take)
+        .unwrap_or_default()
 }
 
 /// The adapter kind of a PEFT run's configuration.

@@ -186,9 +186,10 @@ impl Jobs {
         }
         let cfg = self.config_of(req)?;
         self.catalog.dataset(&req.dataset)?;
-        let busy = registry.jobs()?.into_iter().any(|j| {
-            j.run == req.run && matches!(j.status, JobStatus::Queued | JobStatus::Running)
-        });
+        let busy = registry
+            .jobs()?
+            .into_iter()
+            .any(|j| j.run == req.run && j.status.is_live());
         if busy {
             return Err(Error::Conflict(format!(
                 "run {:?} already has a job queued or running",

@@ -63,6 +63,18 @@ pub enum RunStatus {
     Interrupted,
 }
 
+impl RunStatus {
+    /// Its name, as serialised.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Finished => "finished",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// One run in a listing.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -423,6 +435,25 @@ pub enum JobStatus {
     Cancelled,
     /// The server stopped while it ran; resume its run with a new job.
     Interrupted,
+}
+
+impl JobStatus {
+    /// Its name, as serialised.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Finished => "finished",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    /// Whether the job may still change (queued or running).
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::Queued | Self::Running)
+    }
 }
 
 /// Training progress of a running job.

@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use shared::api::{self, Job, JobEvent, JobRequest, JobStatus};
+use shared::api::{self, Job, JobEvent, JobRequest};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
@@ -83,10 +83,6 @@ pub async fn cancel(
     Ok(Json(blocking(move || jobs.cancel(id)).await?))
 }
 
-fn ended(status: JobStatus) -> bool {
-    !matches!(status, JobStatus::Queued | JobStatus::Running)
-}
-
 fn sse(event: &JobEvent) -> Event {
     Event::default()
         .event(event.name())
@@ -122,13 +118,13 @@ pub async fn events(
             Some(p) => emit.send(sse(&JobEvent::Progress(p))).await,
             None => true,
         };
-        if ended(job.status) || !opened || !progressed {
+        if !job.status.is_live() || !opened || !progressed {
             return;
         }
         loop {
             match rx.recv().await {
                 Ok((j, e)) if j == id => {
-                    let last = matches!(&e, JobEvent::Status { status, .. } if ended(*status));
+                    let last = matches!(&e, JobEvent::Status { status, .. } if !status.is_live());
                     if !emit.send(sse(&e)).await || last {
                         return;
                     }
@@ -139,7 +135,7 @@ pub async fn events(
                     let jobs = jobs.clone();
                     let now = tokio::task::spawn_blocking(move || jobs.get(id)).await;
                     if let Ok(Ok(j)) = now
-                        && ended(j.status)
+                        && !j.status.is_live()
                     {
                         let last = JobEvent::Status {
                             status: j.status,

@@ -300,7 +300,10 @@ fn top_categories(e: &Engine, u: usize) -> Vec<String> {
     }
     let mut top: Vec<(&str, usize)> = counts.into_iter().collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    top.into_iter().take(3).map(|(c, _)| c.to_string()).collect()
+    top.into_iter()
+        .take(3)
+        .map(|(c, _)| c.to_string())
+        .collect()
 }
 
 /// The run's catalogue: every item with its display data, by internal id.

@@ -407,7 +407,7 @@ impl Registry {
     pub fn set_job_status(&self, id: i64, status: JobStatus, error: Option<&str>) -> Result<()> {
         self.conn.execute(
             "UPDATE jobs SET status = ?2, error = ?3, updated_at = datetime('now') WHERE id = ?1",
-            params![id, job_status_str(status), error],
+            params![id, status.name(), error],
         )?;
         Ok(())
     }
@@ -417,7 +417,7 @@ impl Registry {
     pub fn move_job(&self, id: i64, from: JobStatus, to: JobStatus) -> Result<bool> {
         let n = self.conn.execute(
             "UPDATE jobs SET status = ?3, updated_at = datetime('now') WHERE id = ?1 AND status = ?2",
-            params![id, job_status_str(from), job_status_str(to)],
+            params![id, from.name(), to.name()],
         )?;
         Ok(n == 1)
     }
@@ -466,17 +466,6 @@ pub struct JobRow {
     pub status: JobStatus,
     pub error: Option<String>,
     pub created_at: String,
-}
-
-fn job_status_str(s: JobStatus) -> &'static str {
-    match s {
-        JobStatus::Queued => "queued",
-        JobStatus::Running => "running",
-        JobStatus::Finished => "finished",
-        JobStatus::Failed => "failed",
-        JobStatus::Cancelled => "cancelled",
-        JobStatus::Interrupted => "interrupted",
-    }
 }
 
 fn parse_job_status(s: &str) -> JobStatus {
