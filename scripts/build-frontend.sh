@@ -11,6 +11,7 @@ rm -rf dist.tmp && mkdir -p dist.tmp
 wasm-bindgen --target web --no-typescript --out-dir dist.tmp --out-name app \
     "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/app.wasm"
 cp public/* dist.tmp/
+"$ROOT/scripts/echarts.sh" dist.tmp
 cat > dist.tmp/index.html <<'HTML'
 <!DOCTYPE html>
 <html lang="en">
@@ -19,6 +20,7 @@ cat > dist.tmp/index.html <<'HTML'
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>PerPEFT Studio</title>
   <link rel="stylesheet" href="/style.css">
+  <script src="/echarts.min.js"></script>
   <script type="module">import init from '/app.js'; init();</script>
 </head>
 <body></body>

@@ -1,67 +1,276 @@
-//! Every call the app makes to the server, in one place.
+//! Every call the app makes to the server, in one place, with one error type. What the
+//! browser ranks with (a group's scorer bundle, a run's grouping and catalogue) is fetched once
+//! per page load and kept, decoded, for every later use.
 
-use gloo_net::http::Request;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::rc::Rc;
+
+use gloo_net::http::{Request, RequestBuilder, Response};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shared::api::{ApiError, Recommendations, RunSummary, UserDetail, UsersPage};
+use shared::api::{
+    Comparison, DatasetInfo, GroupsBody, Item, Job, JobRequest, MapBody, Recommendations,
+    RunDetail, RunSummary, UserDetail, UsersPage,
+};
 use shared::bundle::ScorerBundle;
+use shared::groups::Grouping;
+use shared::{ItemTable, Scored, top_k};
 
-async fn get<T: DeserializeOwned>(url: &str) -> Result<T, String> {
-    let resp = Request::get(url).send().await.map_err(|e| e.to_string())?;
-    if !resp.ok() {
-        let status = resp.status();
-        return Err(match resp.json::<ApiError>().await {
-            Ok(e) => format!("{status}: {}", e.error),
-            Err(_) => format!("{status}"),
-        });
-    }
-    resp.json::<T>().await.map_err(|e| e.to_string())
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    /// The request did not reach the server, or its answer did not arrive.
+    Network(String),
+    /// The server answered with an error status and its `{"error": ...}` message.
+    Status { status: u16, message: String },
+    /// The answer was not what the app expected.
+    Decode(String),
 }
 
-/// A name or id as one URL path segment (ids are free text in the plain data format).
-fn seg(id: &str) -> String {
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Network(e) => write!(f, "the server could not be reached: {e}"),
+            Self::Status { status, message } => write!(f, "{status}: {message}"),
+            Self::Decode(e) => write!(f, "unexpected answer from the server: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl ApiError {
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+async fn read<T: DeserializeOwned>(resp: Response) -> ApiResult<T> {
+    if !resp.ok() {
+        let status = resp.status();
+        let message = match resp.json::<shared::api::ApiError>().await {
+            Ok(e) => e.error,
+            Err(_) => resp.status_text(),
+        };
+        return Err(ApiError::Status { status, message });
+    }
+    resp.json::<T>()
+        .await
+        .map_err(|e| ApiError::Decode(e.to_string()))
+}
+
+async fn send<T: DeserializeOwned>(req: RequestBuilder) -> ApiResult<T> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| ApiError::Network(e.to_string()))?;
+    read(resp).await
+}
+
+async fn get<T: DeserializeOwned>(url: &str) -> ApiResult<T> {
+    send(Request::get(url)).await
+}
+
+/// A name or id as one URL path segment or query value (ids are free text in the plain
+/// data format).
+pub fn seg(id: &str) -> String {
     String::from(js_sys::encode_uri_component(id))
 }
 
 /// `GET /api/runs`.
-pub async fn runs() -> Result<Vec<RunSummary>, String> {
+pub async fn runs() -> ApiResult<Vec<RunSummary>> {
     get("/api/runs").await
 }
 
-/// `GET /api/runs/{run}/users`.
-pub async fn users(run: &str, offset: usize, limit: usize) -> Result<UsersPage, String> {
+/// `GET /api/runs/{run}`.
+pub async fn run(run: &str) -> ApiResult<RunDetail> {
+    get(&format!("/api/runs/{}", seg(run))).await
+}
+
+/// `GET /api/runs/{run}/groups`.
+pub async fn groups(run: &str) -> ApiResult<GroupsBody> {
+    get(&format!("/api/runs/{}/groups", seg(run))).await
+}
+
+/// `GET /api/runs/{run}/map?method=`.
+pub async fn map(run: &str, method: &str) -> ApiResult<MapBody> {
     get(&format!(
-        "/api/runs/{}/users?offset={offset}&limit={limit}",
+        "/api/runs/{}/map?method={}",
+        seg(run),
+        seg(method)
+    ))
+    .await
+}
+
+/// `GET /api/runs/{run}/users?group=&offset=&limit=`.
+pub async fn users(
+    run: &str,
+    group: Option<usize>,
+    offset: usize,
+    limit: usize,
+) -> ApiResult<UsersPage> {
+    let group = group.map(|g| format!("&group={g}")).unwrap_or_default();
+    get(&format!(
+        "/api/runs/{}/users?offset={offset}&limit={limit}{group}",
         seg(run)
     ))
     .await
 }
 
 /// `GET /api/runs/{run}/users/{id}`.
-pub async fn user(run: &str, id: &str) -> Result<UserDetail, String> {
+pub async fn user(run: &str, id: &str) -> ApiResult<UserDetail> {
     get(&format!("/api/runs/{}/users/{}", seg(run), seg(id))).await
 }
 
-/// `GET /api/runs/{run}/users/{id}/recommendations`.
-pub async fn recommendations(run: &str, id: &str, k: usize) -> Result<Recommendations, String> {
+/// `GET /api/runs/{run}/users/{id}/recommendations?k=&group=`.
+pub async fn recommendations(
+    run: &str,
+    id: &str,
+    k: usize,
+    group: Option<usize>,
+) -> ApiResult<Recommendations> {
+    let group = group.map(|g| format!("&group={g}")).unwrap_or_default();
     get(&format!(
-        "/api/runs/{}/users/{}/recommendations?k={k}",
+        "/api/runs/{}/users/{}/recommendations?k={k}{group}",
         seg(run),
         seg(id)
     ))
     .await
 }
 
-/// `GET /api/runs/{run}/groups/{g}/scorer?encoding=f32`: the group's scorer, bit-exact, so the
-/// browser ranks exactly as the server does.
-pub async fn bundle(run: &str, group: usize) -> Result<ScorerBundle, String> {
+/// `GET /api/compare?user=&runs=&k=`.
+pub async fn compare(user: &str, runs: &[String], k: usize) -> ApiResult<Comparison> {
+    let runs: Vec<String> = runs.iter().map(|r| seg(r)).collect();
     get(&format!(
-        "/api/runs/{}/groups/{group}/scorer?encoding=f32",
-        seg(run)
+        "/api/compare?user={}&runs={}&k={k}",
+        seg(user),
+        runs.join(",")
     ))
     .await
 }
 
-/// `GET /api/runs/{run}/items`: the catalogue, by internal id.
-pub async fn items(run: &str) -> Result<Vec<shared::api::Item>, String> {
-    get(&format!("/api/runs/{}/items", seg(run))).await
+/// `GET /api/datasets`.
+pub async fn datasets() -> ApiResult<Vec<DatasetInfo>> {
+    get("/api/datasets").await
+}
+
+/// `GET /api/jobs`.
+pub async fn jobs() -> ApiResult<Vec<Job>> {
+    get("/api/jobs").await
+}
+
+/// `GET /api/jobs/{id}`.
+pub async fn job(id: u64) -> ApiResult<Job> {
+    get(&format!("/api/jobs/{id}")).await
+}
+
+fn bearer(req: RequestBuilder, token: &str) -> RequestBuilder {
+    req.header("Authorization", &format!("Bearer {}", token.trim()))
+}
+
+fn with_json<B: Serialize>(req: RequestBuilder, body: &B) -> ApiResult<Request> {
+    req.json(body).map_err(|e| ApiError::Decode(e.to_string()))
+}
+
+/// `POST /api/jobs` with the bearer token.
+pub async fn submit_job(req: &JobRequest, token: &str) -> ApiResult<Job> {
+    let request = with_json(bearer(Request::post("/api/jobs"), token), req)?;
+    let resp = request
+        .send()
+        .await
+        .map_err(|e| ApiError::Network(e.to_string()))?;
+    read(resp).await
+}
+
+/// `DELETE /api/jobs/{id}` with the bearer token.
+pub async fn cancel_job(id: u64, token: &str) -> ApiResult<Job> {
+    send(bearer(Request::delete(&format!("/api/jobs/{id}")), token)).await
+}
+
+/// A group's scorer, decoded once: SASRec's inference weights and the group's item table.
+pub struct Scorer {
+    pub bundle: ScorerBundle,
+    /// The table as `f32`, row-major `[rows, hidden]`.
+    pub table: Vec<f32>,
+}
+
+impl Scorer {
+    /// The top `k` items for `history` (oldest first) with this group's table, leaving out
+    /// `exclude`: SASRec's state in WASM, then every item of the catalogue scored.
+    pub fn rank(&self, history: &[u32], exclude: &[u32], k: usize) -> Vec<Scored> {
+        let t = ItemTable::new(self.bundle.scorer.hidden, &self.table)
+            .expect("checked when the bundle was decoded");
+        let state = self.bundle.scorer.user_state(&t, history);
+        top_k(&state, &t, exclude, k)
+    }
+
+    /// Items the table ranks (the padding row apart).
+    pub fn items(&self) -> usize {
+        self.bundle.rows.saturating_sub(1)
+    }
+}
+
+thread_local! {
+    static SCORERS: RefCell<HashMap<(String, usize), Rc<Scorer>>> = RefCell::default();
+    static GROUPINGS: RefCell<HashMap<String, Rc<Option<Grouping>>>> = RefCell::default();
+    static CATALOGUES: RefCell<HashMap<String, Rc<Vec<Item>>>> = RefCell::default();
+}
+
+/// Group `g`'s scorer of `run` (`GET .../groups/{g}/scorer?encoding=f32`, bit-exact, so the
+/// browser ranks exactly as the server does), fetched once.
+pub async fn scorer(run: &str, g: usize) -> ApiResult<Rc<Scorer>> {
+    let key = (run.to_string(), g);
+    if let Some(s) = SCORERS.with_borrow(|m| m.get(&key).cloned()) {
+        return Ok(s);
+    }
+    let bundle: ScorerBundle = get(&format!(
+        "/api/runs/{}/groups/{g}/scorer?encoding=f32",
+        seg(run)
+    ))
+    .await?;
+    let table = bundle.table().map_err(ApiError::Decode)?;
+    let s = Rc::new(Scorer { bundle, table });
+    SCORERS.with_borrow_mut(|m| m.insert(key, s.clone()));
+    Ok(s)
+}
+
+/// Run `run`'s grouping (`GET /api/runs/{run}/grouping`): `None` for a run with one table.
+pub async fn grouping(run: &str) -> ApiResult<Rc<Option<Grouping>>> {
+    if let Some(g) = GROUPINGS.with_borrow(|m| m.get(run).cloned()) {
+        return Ok(g);
+    }
+    let g = match get::<Grouping>(&format!("/api/runs/{}/grouping", seg(run))).await {
+        Ok(g) => Some(g),
+        Err(e) if e.status() == Some(404) => None,
+        Err(e) => return Err(e),
+    };
+    let g = Rc::new(g);
+    GROUPINGS.with_borrow_mut(|m| m.insert(run.to_string(), g.clone()));
+    Ok(g)
+}
+
+/// Run `run`'s catalogue (`GET /api/runs/{run}/items`), by internal id − 1, fetched once.
+pub async fn catalogue(run: &str) -> ApiResult<Rc<Vec<Item>>> {
+    if let Some(c) = CATALOGUES.with_borrow(|m| m.get(run).cloned()) {
+        return Ok(c);
+    }
+    let c: Rc<Vec<Item>> = Rc::new(get(&format!("/api/runs/{}/items", seg(run))).await?);
+    CATALOGUES.with_borrow_mut(|m| m.insert(run.to_string(), c.clone()));
+    Ok(c)
+}
+
+/// Milliseconds since the page loaded (`performance.now()`).
+pub fn now_ms() -> f64 {
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map(|p| p.now())
+        .unwrap_or(0.0)
 }

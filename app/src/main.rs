@@ -1,44 +1,40 @@
-//! PerPEFT Studio front end: pick a run and a user, see their history, the server's
-//! recommendations with their group's item table, and the same ranking recomputed in the
-//! browser by the shared WASM scorer.
+//! PerPEFT Studio's front end: every run of the registry, a run's user groups on a map and as
+//! cards, a group's members and what its adapter changes, one user's lists side by side across
+//! runs and groups, a new user's history built by clicks and placed in a group in the browser,
+//! and training jobs started and followed live. Every view has its own URL.
 
 mod api;
 mod components;
+mod pages;
 
 use leptos::prelude::*;
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::path;
 
-use components::header::Header;
-use components::user_list::UserList;
-use components::user_panel::UserPanel;
+use components::nav::SiteHeader;
 
 fn main() {
     console_error_panic_hook::set_once();
     leptos::mount::mount_to_body(App);
 }
 
-/// The whole page: the run picker in the header, the run's users, the selected user.
+/// The router: one page per URL.
 #[component]
 fn App() -> impl IntoView {
-    let run = RwSignal::new(None::<String>);
-    let selected = RwSignal::new(None::<String>);
     view! {
-        <Header run=run/>
-        <main class="layout">
-            {move || match run.get() {
-                None => view! { <p class="hint">"Loading runs…"</p> }.into_any(),
-                Some(r) => {
-                    let list_run = r.clone();
-                    view! {
-                        <UserList run=list_run selected=selected/>
-                        <section class="panel">
-                            {move || match selected.get() {
-                                None => view! { <p class="hint">"Choose a user to see their history and recommendations."</p> }.into_any(),
-                                Some(id) => view! { <UserPanel run=r.clone() user_id=id/> }.into_any(),
-                            }}
-                        </section>
-                    }.into_any()
-                }
-            }}
-        </main>
+        <Router>
+            <SiteHeader/>
+            <main id="content" tabindex="-1">
+                <Routes fallback=|| view! { <pages::NotFound/> }>
+                    <Route path=path!("/") view=pages::runs::RunsPage/>
+                    <Route path=path!("/compare") view=pages::compare::ComparePage/>
+                    <Route path=path!("/training") view=pages::training::TrainingPage/>
+                    <Route path=path!("/runs/:run") view=pages::run::RunPage/>
+                    <Route path=path!("/runs/:run/groups/:group") view=pages::group::GroupPage/>
+                    <Route path=path!("/runs/:run/users/:user") view=pages::user::UserPage/>
+                    <Route path=path!("/runs/:run/new-user") view=pages::new_user::NewUserPage/>
+                </Routes>
+            </main>
+        </Router>
     }
 }

@@ -1,0 +1,247 @@
+//! Runs: every run of the registry in a sortable table (the sort is in the URL), the best run
+//! of each method on each dataset by validation NDCG@20 marked, and two or more picked to
+//! compare. The list refreshes every few seconds, so runs appear as their jobs finish.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, HashMap};
+
+use leptos::prelude::*;
+use leptos_router::components::A;
+use leptos_router::hooks::use_navigate;
+use shared::api::{RunStatus, RunSummary};
+
+use super::{every, query, set_title};
+use crate::api::{self, seg};
+use crate::components::metrics::{duration, m3, metric};
+
+/// Columns: (key, heading, what a screen reader hears).
+const COLUMNS: [(&str, &str, &str); 13] = [
+    ("name", "Run", "run name"),
+    ("method", "Method", "method"),
+    ("adapter", "Adapter", "adapter"),
+    ("dataset", "Dataset", "dataset"),
+    ("seed", "Seed", "seed"),
+    ("groups", "Groups", "user groups"),
+    ("status", "Status", "status"),
+    ("hr10", "HR@10", "test hit rate at 10"),
+    ("ndcg10", "NDCG@10", "test NDCG at 10"),
+    ("hr20", "HR@20", "test hit rate at 20"),
+    ("ndcg20", "NDCG@20", "test NDCG at 20"),
+    ("valid", "Valid NDCG@20", "validation NDCG at 20"),
+    ("time", "Time", "training and evaluation time"),
+];
+
+fn cmp_runs(a: &RunSummary, b: &RunSummary, key: &str) -> Ordering {
+    let num = |r: &RunSummary| -> Option<f64> {
+        match key {
+            "seed" => Some(r.seed as f64),
+            "groups" => Some(r.groups as f64),
+            "valid" => r.valid.map(|m| m.ndcg20),
+            "time" => r.total_seconds,
+            k if k.starts_with("hr") || k.starts_with("ndcg") => r.test.map(|m| metric(&m, k)),
+            _ => None,
+        }
+    };
+    let text = |r: &RunSummary| -> String {
+        match key {
+            "method" => r.method.clone(),
+            "adapter" => r.adapter.clone().unwrap_or_default(),
+            "dataset" => r.dataset.clone(),
+            "status" => r.status.name().into(),
+            _ => r.name.clone(),
+        }
+    };
+    match (num(a), num(b)) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => Ordering::Greater,
+        (None, Some(_)) => Ordering::Less,
+        (None, None) => text(a).cmp(&text(b)),
+    }
+}
+
+/// Names of the best finished run of each (method, dataset) by validation NDCG@20 (ties: the
+/// earlier run).
+pub fn best_runs(runs: &[RunSummary]) -> BTreeSet<String> {
+    let mut best: HashMap<(String, String), &RunSummary> = HashMap::new();
+    for r in runs.iter().filter(|r| r.status == RunStatus::Finished) {
+        let Some(v) = r.valid else { continue };
+        let slot = best
+            .entry((r.method.clone(), r.dataset.clone()))
+            .or_insert(r);
+        if v.ndcg20 > slot.valid.map_or(f64::NEG_INFINITY, |m| m.ndcg20) {
+            *slot = r;
+        }
+    }
+    best.into_values().map(|r| r.name.clone()).collect()
+}
+
+/// `/`: the runs table.
+#[component]
+pub fn RunsPage() -> impl IntoView {
+    set_title("Runs");
+    let tick = every(5);
+    let fetched = LocalResource::new(move || {
+        tick.get();
+        api::runs()
+    });
+    // redrawn only when the listing changes, not on every poll
+    let runs = Memo::new(move |_| fetched.get());
+    let sort = query("sort");
+    let dir = query("dir");
+    let picked = RwSignal::new(BTreeSet::<String>::new());
+    let navigate = use_navigate();
+    let set_sort = {
+        let navigate = navigate.clone();
+        move |key: &str| {
+            let descending = sort.get_untracked().as_deref() == Some(key)
+                && dir.get_untracked().as_deref() != Some("desc");
+            let d = if descending { "desc" } else { "asc" };
+            navigate(
+                &format!("/?sort={key}&dir={d}"),
+                leptos_router::NavigateOptions {
+                    replace: true,
+                    scroll: false,
+                    ..Default::default()
+                },
+            );
+        }
+    };
+    let compare = move |_| {
+        let names: Vec<String> = picked.get().iter().map(|n| seg(n)).collect();
+        navigate(
+            &format!("/compare?runs={}", names.join(",")),
+            Default::default(),
+        );
+    };
+    view! {
+        <h1>"Runs"</h1>
+        <p class="lead">
+            "Every run of the registry. Metrics are on the held-out test items at the epoch "
+            "chosen by validation NDCG@20; "<span class="star" aria-hidden="true">"★"</span>
+            " marks the best run of its method on its dataset by validation. Pick two or more "
+            "finished runs to compare them."
+        </p>
+        <div class="toolbar">
+            <button id="compare-runs" on:click=compare
+                disabled=move || picked.with(|p| p.len() < 2)>
+                {move || format!("Compare {} selected runs", picked.with(|p| p.len()))}
+            </button>
+        </div>
+        {move || {
+                let set_sort = set_sort.clone();
+                match runs.get() {
+                None => view! { <p class="loading" role="status">"Loading the runs…"</p> }.into_any(),
+                Some(Err(e)) => view! { <div class="error" role="alert"><p>{e.to_string()}</p></div> }.into_any(),
+                Some(Ok(mut all)) => {
+                    let best = best_runs(&all);
+                    let key = sort.get().unwrap_or_else(|| "name".into());
+                    let desc = dir.get().as_deref() == Some("desc");
+                    if sort.get().is_some() {
+                        all.sort_by(|a, b| {
+                            let o = cmp_runs(a, b, &key);
+                            if desc { o.reverse() } else { o }
+                        });
+                    }
+                    let headers = COLUMNS
+                        .iter()
+                        .map(|&(k, heading, spoken)| {
+                            let set_sort = set_sort.clone();
+                            let aria = if k == key && sort.get().is_some() {
+                                if desc { "descending" } else { "ascending" }
+                            } else {
+                                "none"
+                            };
+                            view! {
+                                <th scope="col" aria-sort=aria>
+                                    <button class="sort" data-sort=k
+                                        aria-label=format!("Sort by {spoken}")
+                                        on:click=move |_| set_sort(k)>
+                                        {heading}
+                                        {match aria { "ascending" => " ▲", "descending" => " ▼", _ => "" }}
+                                    </button>
+                                </th>
+                            }
+                        })
+                        .collect_view();
+                    let rows = all
+                        .into_iter()
+                        .map(|r| {
+                            let is_best = best.contains(&r.name);
+                            run_row(r, is_best, picked)
+                        })
+                        .collect::<Vec<_>>();
+                    view! {
+                        <table id="runs" class="data">
+                            <caption class="sr-only">"Runs, one per row"</caption>
+                            <thead><tr><th scope="col">"Compare"</th>{headers}</tr></thead>
+                            <tbody>{rows}</tbody>
+                        </table>
+                    }.into_any()
+                }
+                }
+            }}
+    }
+}
+
+fn run_row(r: RunSummary, is_best: bool, picked: RwSignal<BTreeSet<String>>) -> impl IntoView {
+    let finished = r.status == RunStatus::Finished;
+    let name = r.name.clone();
+    let test = r.test;
+    let cell = move |k: &str| {
+        test.map(|m| m3(metric(&m, k)))
+            .unwrap_or_else(|| "–".into())
+    };
+    let time = match (r.total_seconds, r.seconds_per_epoch) {
+        (Some(t), Some(e)) => format!("{} ({:.1} s/epoch)", duration(t), e),
+        _ => "–".into(),
+    };
+    let toggle = {
+        let name = name.clone();
+        move |_| {
+            picked.update(|p| {
+                if !p.remove(&name) {
+                    p.insert(name.clone());
+                }
+            })
+        }
+    };
+    let checked = {
+        let name = name.clone();
+        move || picked.with(|p| p.contains(&name))
+    };
+    view! {
+        <tr data-run=r.name.clone() class:best=is_best>
+            <td>
+                <input type="checkbox" class="pick" disabled=!finished
+                    aria-label=format!("Select {} to compare", r.name)
+                    prop:checked=checked on:change=toggle/>
+            </td>
+            <th scope="row">
+                {if finished {
+                    let (label, href) = (r.name.clone(), format!("/runs/{}", seg(&r.name)));
+                    view! { <A href=href>{label}</A> }.into_any()
+                } else {
+                    view! { <span>{r.name.clone()}</span> }.into_any()
+                }}
+                {is_best.then(|| view! {
+                    <span class="star" title="Best validation NDCG@20 of its method on its dataset"
+                        aria-label="best of its method">" ★"</span>
+                })}
+            </th>
+            <td>{r.method.clone()}</td>
+            <td>{r.adapter.clone().unwrap_or_else(|| "–".into())}</td>
+            <td>{r.dataset.clone()}</td>
+            <td class="num">{r.seed}</td>
+            <td class="num">{r.groups}</td>
+            <td><span class=format!("status {}", r.status.name())>
+                {format!("{} ({}/{} epochs)", r.status.name(), r.epochs_done, r.epochs)}
+            </span></td>
+            <td class="num" data-metric="hr10">{cell("hr10")}</td>
+            <td class="num" data-metric="ndcg10">{cell("ndcg10")}</td>
+            <td class="num" data-metric="hr20">{cell("hr20")}</td>
+            <td class="num" data-metric="ndcg20">{cell("ndcg20")}</td>
+            <td class="num" data-metric="valid">{r.valid.map(|m| m3(m.ndcg20)).unwrap_or_else(|| "–".into())}</td>
+            <td class="num">{time}</td>
+        </tr>
+    }
+}
