@@ -16,6 +16,9 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 export PERPEFT_DATA_DIR="$ROOT/.cache/data"
 export PERPEFT_DIST="$ROOT/dist"
 export CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}"
+# the browser tests' full-page screenshots
+export PERPEFT_ARTIFACTS="${PERPEFT_ARTIFACTS:-$ROOT/artifacts/browser}"
+rm -rf "$PERPEFT_ARTIFACTS"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -31,6 +34,7 @@ CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 log "native tests (unit, API over HTTP, wgpu + flex, browser)"
 cargo test --release 2>&1 | tee -a "$results"
 
+log "browser screenshots: $PERPEFT_ARTIFACTS ($(ls "$PERPEFT_ARTIFACTS" 2>/dev/null | wc -l) files)"
 # One closing line over every test binary above.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "total: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' "$results"

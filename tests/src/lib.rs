@@ -159,35 +159,43 @@ pub fn server(dist: PathBuf) -> &'static TestServer {
             )
             .unwrap_or_else(|e| panic!("training the test run {name}: {e}"));
         }
-        let data = DataSource {
-            dir: data_dir(),
-            format: Format::Recbole,
-        };
-        let catalog = Arc::new(Catalog::new(&root, data, resolved.device.clone()));
-        let jobs = Jobs::start(
-            catalog.clone(),
-            JobSettings {
-                device: resolved.clone(),
-                weights_dir: repo_root().join(".cache/weights"),
-                cache_dir: scratch.join("cache"),
-                clip_dir: Some(clip_dir()),
-            },
-        )
-        .expect("starting the job worker");
-        let state = AppState::new(catalog, jobs, TOKEN.into(), resolved.name);
-        let app = router(state, &dist);
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                serve(listener, app).await.unwrap();
-            });
-        });
-        TestServer {
-            addr: rx.recv().unwrap(),
-            root,
-        }
+        serve_root(root, &scratch.join("cache"), dist)
     })
+}
+
+/// Serves the runs root `root` (datasets from [`data_dir`], RecBole format; the same `Catalog`,
+/// `Jobs` and router as `perpeft serve --runs`) on an ephemeral port of 127.0.0.1, with `dist`
+/// as the front end and [`TOKEN`] as the bearer token; `cache` holds the jobs' feature caches.
+pub fn serve_root(root: PathBuf, cache: &Path, dist: PathBuf) -> TestServer {
+    let resolved = DeviceChoice::Flex.resolve().unwrap();
+    let data = DataSource {
+        dir: data_dir(),
+        format: Format::Recbole,
+    };
+    let catalog = Arc::new(Catalog::new(&root, data, resolved.device.clone()));
+    let jobs = Jobs::start(
+        catalog.clone(),
+        JobSettings {
+            device: resolved.clone(),
+            weights_dir: repo_root().join(".cache/weights"),
+            cache_dir: cache.to_path_buf(),
+            clip_dir: Some(clip_dir()),
+        },
+    )
+    .expect("starting the job worker");
+    let state = AppState::new(catalog, jobs, TOKEN.into(), resolved.name);
+    let app = router(state, &dist);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            serve(listener, app).await.unwrap();
+        });
+    });
+    TestServer {
+        addr: rx.recv().unwrap(),
+        root,
+    }
 }

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use e2e::{FROZEN, GLOBAL, GROUPS, ID_ONLY, PERPEFT, TEST_EPOCHS, ml100k, server};
 use serde_json::{Value, json};
 use shared::api::{
-    Assignment, Comparison, DatasetInfo, GroupsBody, Health, Item, MapBody, Recommendations, RunDetail,
-    RunStatus, RunSummary, UserDetail, UsersPage,
+    Assignment, Comparison, DatasetInfo, GroupsBody, Health, Item, MapBody, Recommendations,
+    RunDetail, RunStatus, RunSummary, UserDetail, UsersPage,
 };
 use shared::bundle::ScorerBundle;
 use shared::groups::Grouping;
@@ -142,7 +142,11 @@ async fn runs_are_listed_and_described() {
             .find(|p| Some(p.epoch) == r.best_epoch)
             .unwrap();
         assert_eq!(r.valid, Some(best.valid), "{}", r.name);
-        let total: f64 = d.curve.iter().map(|p| p.train_seconds + p.eval_seconds).sum();
+        let total: f64 = d
+            .curve
+            .iter()
+            .map(|p| p.train_seconds + p.eval_seconds)
+            .sum();
         assert!(
             (r.total_seconds.unwrap() - total).abs() <= 1e-9 * total,
             "{}: {:?} vs {total}",
@@ -477,7 +481,7 @@ async fn the_map_places_every_user_with_their_group() {
         }
     }
     let mut by_count: Vec<(&str, usize)> = counts.into_iter().collect();
-    by_count.sort_by(|a, b| b.1.cmp(&a.1)); // stable: ties stay by name
+    by_count.sort_by_key(|c| std::cmp::Reverse(c.1)); // stable: ties stay by name
     let want: Vec<String> = by_count.iter().take(3).map(|c| c.0.to_string()).collect();
     let p = m.points.iter().find(|p| p.user == "196").unwrap();
     assert_eq!(p.top, want);
