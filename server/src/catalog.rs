@@ -193,7 +193,15 @@ impl Catalog {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(&r.name);
-        summary(r, live || is_trained_now(r))
+        let mut s = summary(r, live || is_trained_now(r));
+        // a PerPEFT run's global stage and grouping took time too (they are in its record)
+        if let Some(t) = s.total_seconds.as_mut()
+            && r.method.starts_with("perpeft")
+            && let Ok(record) = RunDir::new(&r.dir).read_record()
+        {
+            *t += record.stages.iter().map(|(_, secs)| secs).sum::<f64>();
+        }
+        s
     }
 
     /// The datasets a job can train on.

@@ -108,7 +108,8 @@ pub struct RunSummary {
     pub groups: usize,
     /// Validation metrics at `best_epoch` (what the epoch was selected by).
     pub valid: Option<Metrics>,
-    /// Seconds of training and evaluation over the evaluated epochs.
+    /// Seconds of training and evaluation over the evaluated epochs, plus the stages before
+    /// them (PerPEFT's global stage and grouping).
     pub total_seconds: Option<f64>,
     /// When the run was registered (UTC, `YYYY-MM-DD HH:MM:SS`).
     pub created_at: String,

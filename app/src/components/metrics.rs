@@ -1,7 +1,5 @@
 //! Numbers as people read them: metrics to three decimals, signed gains, durations, dates.
 
-use shared::api::Metrics;
-
 /// A metric to three decimals.
 pub fn m3(x: f64) -> String {
     format!("{x:.3}")
@@ -10,18 +8,6 @@ pub fn m3(x: f64) -> String {
 /// A difference with its sign, to three decimals.
 pub fn signed(x: f64) -> String {
     format!("{x:+.3}")
-}
-
-/// `m`'s value by column name (`hr10`, `ndcg10`, `hr20`, `ndcg20`, `hr30`, `ndcg30`).
-pub fn metric(m: &Metrics, name: &str) -> f64 {
-    match name {
-        "hr10" => m.hr10,
-        "ndcg10" => m.ndcg10,
-        "hr20" => m.hr20,
-        "ndcg20" => m.ndcg20,
-        "hr30" => m.hr30,
-        _ => m.ndcg30,
-    }
 }
 
 /// Seconds as `12.3 s`, `4 min 05 s` or `1 h 02 min`.

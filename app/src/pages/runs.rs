@@ -2,17 +2,17 @@
 //! of each method on each dataset by validation NDCG@20 marked, and two or more picked to
 //! compare. The list refreshes every few seconds, so runs appear as their jobs finish.
 
-use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap};
-
 use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::use_navigate;
+use std::collections::BTreeSet;
+
 use shared::api::{RunStatus, RunSummary};
+use shared::runs::{best_runs, sort_runs};
 
 use super::{every, query, set_title};
 use crate::api::{self, seg};
-use crate::components::metrics::{duration, m3, metric};
+use crate::components::metrics::{duration, m3};
 
 /// Columns: (key, heading, what a screen reader hears).
 const COLUMNS: [(&str, &str, &str); 13] = [
@@ -30,50 +30,6 @@ const COLUMNS: [(&str, &str, &str); 13] = [
     ("valid", "Valid NDCG@20", "validation NDCG at 20"),
     ("time", "Time", "training and evaluation time"),
 ];
-
-fn cmp_runs(a: &RunSummary, b: &RunSummary, key: &str) -> Ordering {
-    let num = |r: &RunSummary| -> Option<f64> {
-        match key {
-            "seed" => Some(r.seed as f64),
-            "groups" => Some(r.groups as f64),
-            "valid" => r.valid.map(|m| m.ndcg20),
-            "time" => r.total_seconds,
-            k if k.starts_with("hr") || k.starts_with("ndcg") => r.test.map(|m| metric(&m, k)),
-            _ => None,
-        }
-    };
-    let text = |r: &RunSummary| -> String {
-        match key {
-            "method" => r.method.clone(),
-            "adapter" => r.adapter.clone().unwrap_or_default(),
-            "dataset" => r.dataset.clone(),
-            "status" => r.status.name().into(),
-            _ => r.name.clone(),
-        }
-    };
-    match (num(a), num(b)) {
-        (Some(x), Some(y)) => x.total_cmp(&y),
-        (Some(_), None) => Ordering::Greater,
-        (None, Some(_)) => Ordering::Less,
-        (None, None) => text(a).cmp(&text(b)),
-    }
-}
-
-/// Names of the best finished run of each (method, dataset) by validation NDCG@20 (ties: the
-/// earlier run).
-pub fn best_runs(runs: &[RunSummary]) -> BTreeSet<String> {
-    let mut best: HashMap<(String, String), &RunSummary> = HashMap::new();
-    for r in runs.iter().filter(|r| r.status == RunStatus::Finished) {
-        let Some(v) = r.valid else { continue };
-        let slot = best
-            .entry((r.method.clone(), r.dataset.clone()))
-            .or_insert(r);
-        if v.ndcg20 > slot.valid.map_or(f64::NEG_INFINITY, |m| m.ndcg20) {
-            *slot = r;
-        }
-    }
-    best.into_values().map(|r| r.name.clone()).collect()
-}
 
 /// `/`: the runs table.
 #[component]
@@ -137,10 +93,7 @@ pub fn RunsPage() -> impl IntoView {
                     let key = sort.get().unwrap_or_else(|| "name".into());
                     let desc = dir.get().as_deref() == Some("desc");
                     if sort.get().is_some() {
-                        all.sort_by(|a, b| {
-                            let o = cmp_runs(a, b, &key);
-                            if desc { o.reverse() } else { o }
-                        });
+                        sort_runs(&mut all, &key, desc);
                     }
                     let headers = COLUMNS
                         .iter()
@@ -188,7 +141,8 @@ fn run_row(r: RunSummary, is_best: bool, picked: RwSignal<BTreeSet<String>>) -> 
     let name = r.name.clone();
     let test = r.test;
     let cell = move |k: &str| {
-        test.map(|m| m3(metric(&m, k)))
+        test.and_then(|m| m.by_name(k))
+            .map(m3)
             .unwrap_or_else(|| "–".into())
     };
     let time = match (r.total_seconds, r.seconds_per_epoch) {

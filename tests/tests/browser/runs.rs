@@ -1,24 +1,13 @@
 //! The Runs page: the table, its sort (in the URL), the best run per method, and picking runs
 //! to compare, with one user's lists across them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use e2e::{GLOBAL, PERPEFT};
-use shared::api::{Comparison, RunStatus, RunSummary};
+use shared::api::{Comparison, RunSummary};
+use shared::runs::best_runs;
 
 use crate::harness::Page;
-
-/// The best finished run of each (method, dataset) by validation NDCG@20, from the API.
-fn best(runs: &[RunSummary]) -> BTreeSet<String> {
-    let mut by: BTreeMap<(String, String), &RunSummary> = BTreeMap::new();
-    for r in runs.iter().filter(|r| r.status == RunStatus::Finished) {
-        let slot = by.entry((r.method.clone(), r.dataset.clone())).or_insert(r);
-        if r.valid.unwrap().ndcg20 > slot.valid.unwrap().ndcg20 {
-            *slot = r;
-        }
-    }
-    by.into_values().map(|r| r.name.clone()).collect()
-}
 
 async fn column(p: &Page, metric: &str) -> Vec<f64> {
     let mut out = Vec::new();
@@ -26,7 +15,12 @@ async fn column(p: &Page, metric: &str) -> Vec<f64> {
         .all(&format!("#runs tbody td[data-metric='{metric}']"))
         .await
     {
-        out.push(td.text().await.unwrap().parse().unwrap_or(f64::NAN));
+        let text = td.text().await.unwrap();
+        // every run of this server is finished, so every cell holds a number
+        out.push(
+            text.parse()
+                .unwrap_or_else(|_| panic!("{metric} cell {text:?}")),
+        );
     }
     out
 }
@@ -48,12 +42,13 @@ async fn the_runs_table_sorts_marks_the_best_and_compares_runs() {
             assert!(text.contains(&format!("{:.3}", t.ndcg20)), "{text}");
         }
     }
-    // the stars are the best by validation of each method, and only they
+    // the stars are the best by validation of each method and dataset (the rule is
+    // shared::runs, unit-tested there), and only they
     let mut starred = BTreeSet::new();
     for row in p.all("#runs tbody tr.best").await {
         starred.insert(row.attr("data-run").await.unwrap().unwrap());
     }
-    assert_eq!(starred, best(&api));
+    assert_eq!(starred, best_runs(&api));
 
     // sorting by test NDCG@20: ascending, then descending, in the URL
     p.click("button.sort[data-sort='ndcg20']").await;
