@@ -24,6 +24,8 @@ struct Ranked {
 /// Items already in the history are never recommended, except `held_out` (as on the server).
 #[component]
 pub fn BrowserRanking(
+    /// The group whose table `scorer` holds.
+    group: usize,
     scorer: Rc<Scorer>,
     catalogue: Rc<Vec<Item>>,
     history: Vec<u32>,
@@ -64,7 +66,7 @@ pub fn BrowserRanking(
             <h3>"Reranked in your browser"</h3>
             <p class="note" id="browser-note">
                 {move || format!(
-                    "WASM, this group's table · {} not interested · {} watched here",
+                    "WASM, group {group}'s table · {} not interested · {} watched here",
                     dismissed.get().len(),
                     added.get().len()
                 )}

@@ -23,7 +23,9 @@ fn call(instance: &JsValue, name: &str, args: &js_sys::Array) -> Option<JsValue>
     f.apply(instance, args).ok()
 }
 
-fn bind_click(e: &Echarts, cb: Callback<Clicked>) {
+/// Calls `cb` on clicks on `e`'s data points; the handler lives as long as the returned closure
+/// (the chart keeps it until it is disposed).
+fn bind_click(e: &Echarts, cb: Callback<Clicked>) -> Closure<dyn Fn(JsValue)> {
     let handler = Closure::<dyn Fn(JsValue)>::new(move |params: JsValue| {
         let num = |k: &str| {
             js_sys::Reflect::get(&params, &JsValue::from_str(k))
@@ -42,8 +44,7 @@ fn bind_click(e: &Echarts, cb: Callback<Clicked>) {
         "on",
         &js_sys::Array::of2(&JsValue::from_str("click"), handler.as_ref()),
     );
-    // the chart owns the handler for its whole life
-    handler.forget();
+    handler
 }
 
 /// A chart in a `div` of the given height and the container's width.
@@ -65,7 +66,9 @@ pub fn EChart(
     #[prop(optional)]
     on_click: Option<Callback<Clicked>>,
 ) -> impl IntoView {
-    let instance = StoredValue::new_local(None::<Echarts>);
+    // the instance and its click handler, dropped together when the chart goes
+    type Handler = Closure<dyn Fn(JsValue)>;
+    let instance = StoredValue::new_local(None::<(Echarts, Option<Handler>)>);
     let target = id.clone();
     Effect::new(move |_| {
         let c = chart.get();
@@ -73,13 +76,11 @@ pub fn EChart(
         // drawn on the next frame, once the element is in the document and has its width
         request_animation_frame(move || {
             instance.try_update_value(|slot| match slot {
-                Some(e) => WasmRenderer::update(e, &c),
+                Some((e, _)) => WasmRenderer::update(e, &c),
                 None => match WasmRenderer::new_opt(None, Some(height)).render(&target, &c) {
                     Ok(e) => {
-                        if let Some(cb) = on_click {
-                            bind_click(&e, cb);
-                        }
-                        *slot = Some(e);
+                        let handler = on_click.map(|cb| bind_click(&e, cb));
+                        *slot = Some((e, handler));
                     }
                     Err(e) => leptos::logging::error!("chart {target}: {e:?}"),
                 },
@@ -88,7 +89,7 @@ pub fn EChart(
     });
     let resize = window_event_listener(leptos::ev::resize, move |_| {
         instance.with_value(|slot| {
-            if let Some(e) = slot {
+            if let Some((e, _)) = slot {
                 call(e, "resize", &js_sys::Array::new());
             }
         })
@@ -96,7 +97,7 @@ pub fn EChart(
     on_cleanup(move || {
         resize.remove();
         instance.try_update_value(|slot| {
-            if let Some(e) = slot.take() {
+            if let Some((e, _handler)) = slot.take() {
                 call(&e, "dispose", &js_sys::Array::new());
             }
         });

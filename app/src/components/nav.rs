@@ -2,12 +2,23 @@
 
 use leptos::prelude::*;
 use leptos_router::components::A;
+use wasm_bindgen::JsCast;
 
 /// Banner and main navigation (links mark the current section with `aria-current`).
 #[component]
 pub fn SiteHeader() -> impl IntoView {
+    // the router would treat `#content` as a navigation: move the focus by hand
+    let skip = |ev: leptos::ev::MouseEvent| {
+        ev.prevent_default();
+        if let Some(main) = document()
+            .get_element_by_id("content")
+            .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+        {
+            let _ = main.focus();
+        }
+    };
     view! {
-        <a class="skip" href="#content">"Skip to content"</a>
+        <a class="skip" href="#content" on:click=skip>"Skip to content"</a>
         <header class="banner">
             <A href="/" attr:class="brand">"PerPEFT Studio"</A>
             <nav aria-label="Main">

@@ -60,12 +60,17 @@ pub fn NewUserPage() -> impl IntoView {
     }
 }
 
-fn parse_history(h: Option<String>, n_items: usize) -> Vec<u32> {
-    h.unwrap_or_default()
-        .split(',')
-        .filter_map(|x| x.trim().parse::<u32>().ok())
-        .filter(|&i| i >= 1 && i as usize <= n_items)
-        .collect()
+/// The item ids of `?h=` that are in the catalogue, and the entries that are not.
+fn parse_history(h: Option<String>, n_items: usize) -> (Vec<u32>, Vec<String>) {
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    for x in h.unwrap_or_default().split(',').map(str::trim) {
+        match x.parse::<u32>() {
+            Ok(i) if i >= 1 && i as usize <= n_items => good.push(i),
+            _ if x.is_empty() => {}
+            _ => bad.push(x.to_string()),
+        }
+    }
+    (good, bad)
 }
 
 #[component]
@@ -78,7 +83,8 @@ fn Builder(
     let groups = grouping.as_ref().as_ref().map_or(1, |g| g.k());
     let grouping = StoredValue::new_local(grouping);
     let catalogue = StoredValue::new_local(catalogue);
-    let history = RwSignal::new(parse_history(query("h").get_untracked(), n_items));
+    let (start, ignored) = parse_history(query("h").get_untracked(), n_items);
+    let history = RwSignal::new(start);
     let search = RwSignal::new(String::new());
     // the URL follows the history
     let navigate = use_navigate();
@@ -145,6 +151,11 @@ fn Builder(
         })
     };
     view! {
+        {(!ignored.is_empty()).then(|| view! {
+            <p class="error" id="history-ignored" role="alert">
+                {format!("Left out of the history, not items of this catalogue: {}", ignored.join(", "))}
+            </p>
+        })}
         <div class="builder">
             <section aria-labelledby="search-h">
                 <h2 id="search-h">"Catalogue"</h2>
@@ -215,7 +226,7 @@ fn Builder(
                 <Loader what="the group's scorer">
                     {move || Suspend::new(async move {
                         let s = scorer.await?;
-                        Ok::<_, ApiError>(view! { <NewRecs scorer=s history=history title/> })
+                        Ok::<_, ApiError>(view! { <NewRecs scorer=s assigned=group history=history title/> })
                     })}
                 </Loader>
             </section>
@@ -227,6 +238,9 @@ fn Builder(
 #[component]
 fn NewRecs(
     scorer: Option<Rc<Scorer>>,
+    /// The group the history is placed in now: while its table loads, `scorer` is the last
+    /// group's, and nothing is ranked with it.
+    assigned: Memo<Option<usize>>,
     history: RwSignal<Vec<u32>>,
     title: impl Fn(u32) -> String + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
@@ -238,17 +252,28 @@ fn NewRecs(
     let items = scorer.items();
     let scorer = StoredValue::new_local(scorer);
     let ranked = Memo::new(move |_| {
+        if assigned.get() != Some(group) {
+            return None;
+        }
         let h = history.get();
         let start = now_ms();
         let r = scorer.with_value(|s| s.rank(&h, &h, K));
-        (r, now_ms() - start)
+        Some((r, now_ms() - start))
     });
     view! {
-        <p class="note" id="new-rerank-time" data-group=group data-ms=move || ranked.with(|r| r.1.to_string())>
-            {move || format!("Group {group}'s table · {items} items ranked in {:.2} ms", ranked.with(|r| r.1))}
-        </p>
+        {move || match ranked.with(|r| r.as_ref().map(|r| r.1)) {
+            Some(ms) => view! {
+                <p class="note" id="new-rerank-time" data-group=group data-ms=ms.to_string()>
+                    {format!("Group {group}'s table · {items} items ranked in {ms:.2} ms")}
+                </p>
+            }.into_any(),
+            None => view! {
+                <p class="note" aria-live="polite">{move || format!("Loading group {}'s table…", assigned.get().unwrap_or_default())}</p>
+            }.into_any(),
+        }}
         <ol id="new-recs" class="recs">
-            <For each=move || ranked.get().0.into_iter().enumerate() key=|(p, s)| (*p, s.item) let:entry>
+            <For each=move || ranked.get().map(|r| r.0).unwrap_or_default().into_iter().enumerate()
+                key=|(p, s)| (*p, s.item, s.score.to_bits()) let:entry>
                 {
                     let (pos, s) = entry;
                     view! {

@@ -85,7 +85,7 @@ fn RunOverview(detail: RunDetail) -> impl IntoView {
             <div><dt>"Validation NDCG@20"</dt><dd>{m3(valid.ndcg20)}</dd></div>
             <div><dt>"Test users"</dt><dd>{test.users}</dd></div>
             <div><dt>"Time"</dt><dd>{detail.summary.total_seconds.map(duration).unwrap_or_default()}
-                {(!stages.is_empty()).then(|| format!(" + {stages}"))}</dd></div>
+                {(!stages.is_empty()).then(|| format!(" (of which {stages})"))}</dd></div>
         </dl>
         <p class="actions">
             <A href=format!("/runs/{}/new-user", seg(&name)) attr:class="button" attr:id="new-user-link">

@@ -165,7 +165,23 @@ fn JobForm(token: RwSignal<String>) -> impl IntoView {
             <select id="job-dataset" on:change=move |ev| dataset.set(event_target_value(&ev))>
                 <Transition fallback=|| view! { <option value="ml-100k">"ml-100k"</option> }>
                     {move || Suspend::new(async move {
-                        let list = datasets.await.unwrap_or_default();
+                        let list = match datasets.await {
+                            Ok(list) if list.is_empty() => {
+                                message.set(Some((false, "The server has no dataset to train on.".into())));
+                                list
+                            }
+                            Ok(list) => list,
+                            Err(e) => {
+                                message.set(Some((false, format!("Could not list the datasets: {e}"))));
+                                Vec::new()
+                            }
+                        };
+                        // what the select shows is what a submit sends
+                        if !list.iter().any(|d| d.name == dataset.get_untracked())
+                            && let Some(first) = list.first()
+                        {
+                            dataset.set(first.name.clone());
+                        }
                         list.into_iter().map(|d| {
                             let sel = d.name == dataset.get_untracked();
                             view! { <option value=d.name.clone() selected=sel>{d.name.clone()}</option> }
@@ -231,57 +247,88 @@ fn JobLive(
         match api::job(id).await {
             Ok(j) => {
                 epochs.update(|e| merge(e, j.epochs.clone()));
-                progress.set(j.progress.clone());
-                status.set(Some(j.status));
-                error.set(j.error.clone());
+                // the events may have overtaken this answer: it only fills in what they have
+                // not said, or ends the job
+                if status.get_untracked().is_none() || !j.status.is_live() {
+                    if j.status.is_live() {
+                        progress.set(j.progress.clone());
+                    }
+                    status.set(Some(j.status));
+                    error.set(j.error.clone());
+                }
                 job.set(Some(j));
             }
             Err(e) => failure.set(Some(e.to_string())),
         }
     });
     let source = StoredValue::new_local(
-        None::<(web_sys::EventSource, Closure<dyn Fn(web_sys::MessageEvent)>)>,
+        None::<(
+            web_sys::EventSource,
+            Closure<dyn Fn(web_sys::MessageEvent)>,
+            Closure<dyn Fn(web_sys::Event)>,
+        )>,
     );
-    if let Ok(es) = web_sys::EventSource::new(&format!("/api/jobs/{id}/events")) {
-        let es2 = es.clone();
-        let on_event =
-            Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
-                let Some(text) = ev.data().as_string() else {
-                    return;
-                };
-                match serde_json::from_str::<JobEvent>(&text) {
-                    Ok(JobEvent::Status {
-                        status: s,
-                        error: e,
-                    }) => {
-                        status.set(Some(s));
-                        tick.update(|t| *t += 1);
-                        error.set(e);
-                        if !s.is_live() {
-                            progress.set(None);
-                            es2.close();
-                        }
-                        // the registry is the truth: epochs recorded before the stream opened (or
-                        // while it reconnected) come from it
-                        leptos::task::spawn_local(async move {
-                            if let Ok(j) = api::job(id).await {
-                                epochs.update(|e| merge(e, j.epochs));
+    // shown while the stream is lost; the browser reconnects by itself unless it gave up
+    let stream = RwSignal::new(None::<&'static str>);
+    match web_sys::EventSource::new(&format!("/api/jobs/{id}/events")) {
+        Err(_) => failure.set(Some(
+            "This browser could not open the job's live updates.".into(),
+        )),
+        Ok(es) => {
+            let es2 = es.clone();
+            let on_event =
+                Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
+                    stream.set(None);
+                    let Some(text) = ev.data().as_string() else {
+                        return;
+                    };
+                    match serde_json::from_str::<JobEvent>(&text) {
+                        Ok(JobEvent::Status {
+                            status: s,
+                            error: e,
+                        }) => {
+                            status.set(Some(s));
+                            tick.update(|t| *t += 1);
+                            error.set(e);
+                            if !s.is_live() {
+                                progress.set(None);
+                                es2.close();
                             }
-                        });
+                            // the registry is the truth: epochs recorded before the stream opened (or
+                            // while it reconnected) come from it
+                            leptos::task::spawn_local(async move {
+                                if let Ok(j) = api::job(id).await {
+                                    epochs.update(|e| merge(e, j.epochs));
+                                }
+                            });
+                        }
+                        Ok(JobEvent::Progress(p)) => progress.set(Some(p)),
+                        Ok(JobEvent::Epoch(p)) => epochs.update(|e| merge(e, vec![p])),
+                        Err(e) => leptos::logging::error!("job event {text}: {e}"),
                     }
-                    Ok(JobEvent::Progress(p)) => progress.set(Some(p)),
-                    Ok(JobEvent::Epoch(p)) => epochs.update(|e| merge(e, vec![p])),
-                    Err(e) => leptos::logging::error!("job event {text}: {e}"),
+                });
+            for kind in ["status", "progress", "epoch"] {
+                let _ =
+                    es.add_event_listener_with_callback(kind, on_event.as_ref().unchecked_ref());
+            }
+            let es3 = es.clone();
+            let on_error = Closure::<dyn Fn(web_sys::Event)>::new(move |_: web_sys::Event| {
+                if status.get_untracked().is_some_and(|s| !s.is_live()) {
+                    return;
                 }
+                stream.set(Some(if es3.ready_state() == web_sys::EventSource::CLOSED {
+                    "Live updates stopped: reload the page to follow the job again."
+                } else {
+                    "Live updates lost: reconnecting…"
+                }));
             });
-        for kind in ["status", "progress", "epoch"] {
-            let _ = es.add_event_listener_with_callback(kind, on_event.as_ref().unchecked_ref());
+            let _ = es.add_event_listener_with_callback("error", on_error.as_ref().unchecked_ref());
+            source.set_value(Some((es, on_event, on_error)));
         }
-        source.set_value(Some((es, on_event)));
     }
     on_cleanup(move || {
         source.try_update_value(|s| {
-            if let Some((es, _)) = s.take() {
+            if let Some((es, _, _)) = s.take() {
                 es.close();
             }
         });
@@ -313,6 +360,7 @@ fn JobLive(
                 None => format!("Job {id}"),
             }}</h2>
             {move || failure.get().map(|f| view! { <p class="error" role="alert">{f}</p> })}
+            {move || stream.get().map(|m| view! { <p class="error" id="job-stream" role="alert">{m}</p> })}
             <p class="status-line" aria-live="polite">
                 <span id="job-status">{move || status.get().map(JobStatus::name).unwrap_or("loading")}</span>
                 {move || error.get().map(|e| format!(": {e}"))}

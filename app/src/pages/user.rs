@@ -121,21 +121,29 @@ fn UserView(run: String, detail: UserDetail) -> impl IntoView {
     let (r, u) = (run.clone(), detail.id.clone());
     let as_list = LocalResource::new(move || {
         let (r, u) = (r.clone(), u.clone());
-        let g = as_group.get().and_then(|g| g.parse::<usize>().ok());
+        let g = as_group.get();
         async move {
-            match g {
-                Some(g) => api::recommendations(&r, &u, K, Some(g)).await.map(Some),
-                None => Ok(None),
-            }
+            let g = g?;
+            Some(match g.parse::<usize>() {
+                Ok(g) => api::recommendations(&r, &u, K, Some(g))
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(_) => Err(format!("\"{g}\" is not a group number")),
+            })
         }
     });
+    // the browser ranks with the group the lists are shown as: their own, or `?as=`
     let r = run.clone();
     let ranking = LocalResource::new(move || {
         let r = r.clone();
+        let g = as_group
+            .get()
+            .and_then(|g| g.parse::<usize>().ok())
+            .unwrap_or(group);
         async move {
-            let scorer = api::scorer(&r, group).await?;
+            let scorer = api::scorer(&r, g).await?;
             let catalogue = api::catalogue(&r).await?;
-            Ok::<_, ApiError>((scorer, catalogue))
+            Ok::<_, ApiError>((g, scorer, catalogue))
         }
     });
     let history_ids: Vec<u32> = detail.history.iter().map(|i| i.item.id).collect();
@@ -158,7 +166,12 @@ fn UserView(run: String, detail: UserDetail) -> impl IntoView {
                         let (run, navigate) = (run.clone(), navigate.clone());
                         Suspend::new(async move {
                             let (kinds, lists) = lists.await?;
-                            let extra: Option<Recommendations> = as_list.await?;
+                            // a bad `?as=` costs its own column only
+                            let (extra, extra_error): (Option<Recommendations>, _) = match as_list.await {
+                                Some(Ok(l)) => (Some(l), None),
+                                Some(Err(e)) => (None, Some(e)),
+                                None => (None, None),
+                            };
                             let groups = kinds[0].groups;
                             let mut all: Vec<&Recommendations> = lists.iter().collect();
                             all.extend(extra.iter());
@@ -198,6 +211,9 @@ fn UserView(run: String, detail: UserDetail) -> impl IntoView {
                                         </select>
                                     </p>
                                 })}
+                                {extra_error.map(|e| view! {
+                                    <p class="error" id="as-error" role="alert">{format!("Cannot show this user as that group: {e}")}</p>
+                                })}
                                 <div class="lists" id="lists">{columns}{extra}</div>
                             })
                         })
@@ -207,9 +223,9 @@ fn UserView(run: String, detail: UserDetail) -> impl IntoView {
                     {let history_ids = history_ids.clone(); move || {
                         let history_ids = history_ids.clone();
                         Suspend::new(async move {
-                            let (scorer, catalogue) = ranking.await?;
+                            let (group, scorer, catalogue) = ranking.await?;
                             Ok::<_, ApiError>(view! {
-                                <BrowserRanking scorer catalogue history=history_ids held_out=held_id/>
+                                <BrowserRanking group scorer catalogue history=history_ids held_out=held_id/>
                             })
                         })
                     }}
