@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark: the browser's rerank of ml-1m's 3,706 items in headless Chromium, beside the same
-# code natively (tests/examples/rerank_bench.rs). Prints a table of p50/p95/max milliseconds.
+# Benchmark: the browser's rerank of ml-1m's catalogue (3,883 items, 3,706 of them rated) in
+# headless Chromium, beside the same code natively (tests/examples/rerank_bench.rs). Prints a
+# table of p50/p95/max milliseconds.
 # Trains a one-epoch ID-only model on ml-1m the first time (cached in .cache/bench/rerank).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"

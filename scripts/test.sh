@@ -17,8 +17,11 @@ export PERPEFT_DATA_DIR="$ROOT/.cache/data"
 export PERPEFT_DIST="$ROOT/dist"
 export CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}"
 # the browser tests' full-page screenshots
-export PERPEFT_ARTIFACTS="${PERPEFT_ARTIFACTS:-$ROOT/artifacts/browser}"
-rm -rf "$PERPEFT_ARTIFACTS"
+# screenshots of this run only: the default folder is emptied, one given is only added to
+if [ -z "${PERPEFT_ARTIFACTS:-}" ]; then
+    export PERPEFT_ARTIFACTS="$ROOT/artifacts/browser"
+    rm -rf "$PERPEFT_ARTIFACTS"
+fi
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -1,6 +1,7 @@
 //! Benchmark: how long the browser takes to rerank a user's recommendations over ml-1m's
-//! 3,706 items (SASRec's state over the history, every item scored with the group's table, the
-//! top 20), in headless Chromium, beside the same code natively on this machine.
+//! catalogue, 3,883 items, 3,706 of them rated (SASRec's state over the history, every item
+//! scored with the group's table, the top 20), in headless Chromium, beside the same code
+//! natively on this machine.
 //!
 //! Run it with `scripts/bench-rerank.sh`. It trains (once, cached in `.cache/bench/rerank`) a
 //! one-epoch ID-only SASRec on ml-1m (a group's scorer bundle of any method has the same

@@ -1,5 +1,6 @@
 //! Every page by its URL (a deep link, as a reload or a shared link opens it): its heading, a
-//! basic accessibility check (labels, landmarks, chart names), and the site by keyboard alone.
+//! basic accessibility check (labels, landmarks, chart names), and the site by keyboard alone
+//! (skip link, main navigation, sorting, picking runs, a rerank, the training form).
 
 use e2e::PERPEFT;
 use fantoccini::key::Key;
@@ -54,9 +55,65 @@ async fn every_page_opens_by_its_url_and_names_its_controls() {
     p.close().await;
 }
 
+/// Presses Tab until the focused element matches `css` (at most `max` times); fails with the
+/// elements it passed.
+async fn tab_to(p: &Page, css: &str, max: usize) {
+    let mut passed = Vec::new();
+    for _ in 0..max {
+        p.press(Key::Tab).await;
+        let now = p
+            .js(
+                "const a = document.activeElement; \
+                 return [a.matches(arguments[0]), a.tagName + '#' + a.id + '.' + a.className];",
+                vec![css.into()],
+            )
+            .await;
+        if now[0].as_bool() == Some(true) {
+            return;
+        }
+        passed.push(now[1].as_str().unwrap_or_default().to_string());
+    }
+    p.fail(&format!("{css} not reached in {max} Tabs: {passed:?}"))
+        .await;
+}
+
 #[tokio::test]
 async fn the_site_works_by_keyboard() {
     let p = Page::open().await;
+    p.goto("/").await;
+    p.find("#runs tbody tr").await;
+    // the skip link moves the focus to the content
+    p.press(Key::Tab).await;
+    p.press(Key::Enter).await;
+    p.until("the focus on the content", async || {
+        let id = p.js("return document.activeElement.id;", vec![]).await;
+        (id.as_str() == Some("content")).then_some(())
+    })
+    .await;
+    // a column sorts with Enter, a run is picked with Space
+    tab_to(&p, "button.sort[data-sort='ndcg20']", 40).await;
+    p.press(Key::Enter).await;
+    p.wait_path("/?sort=ndcg20&dir=asc").await;
+    tab_to(&p, "input.pick", 60).await;
+    p.press(Key::Space).await;
+    p.until("a run picked by Space", async || {
+        let n = p
+            .js(
+                "return document.querySelectorAll('input.pick:checked').length;",
+                vec![],
+            )
+            .await;
+        (n.as_u64() == Some(1)).then_some(())
+    })
+    .await;
+    // the browser's ranking: "Not interested" by keyboard reranks
+    p.goto(&format!("/runs/{PERPEFT}/users/196")).await;
+    let before = p.item_ids("#browser-recs", 20).await;
+    tab_to(&p, "#browser-recs button.dismiss", 400).await;
+    p.press(Key::Enter).await;
+    let after = p.item_ids_changed("#browser-recs", 20, &before).await;
+    assert_eq!(after[..19], before[1..20], "the first item was dismissed");
+
     p.goto("/").await;
     p.find("#runs tbody tr").await;
     // the first Tab reaches the skip link; then the banner's links, in order

@@ -155,19 +155,36 @@ impl Page {
             if let Some(x) = check().await {
                 return x;
             }
-            assert!(Instant::now() < deadline, "waited {PATIENCE:?} for {what}");
+            if Instant::now() >= deadline {
+                self.fail(&format!("waited {PATIENCE:?} for {what}")).await;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
+    /// Saves a screenshot of the page as it is (named after the failing test), then fails
+    /// with `message`.
+    pub async fn fail(&self, message: &str) -> ! {
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("test")
+            .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "-");
+        let shot = self.screenshot(&format!("FAILED-{test}")).await;
+        panic!("{message} (the page as it was: {})", shot.display());
+    }
+
     /// The first element matching `css`, once there is one.
     pub async fn find(&self, css: &str) -> fantoccini::elements::Element {
-        self.c
+        match self
+            .c
             .wait()
             .at_most(PATIENCE)
             .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("no {css} on the page ({e})"))
+        {
+            Ok(e) => e,
+            Err(e) => self.fail(&format!("no {css} on the page ({e})")).await,
+        }
     }
 
     /// Every element matching `css` (now).
@@ -193,10 +210,12 @@ impl Page {
                 }
                 last = Some(t);
             }
-            assert!(
-                Instant::now() < deadline,
-                "waited {PATIENCE:?} for {css} to say {part:?}; it says {last:?}"
-            );
+            if Instant::now() >= deadline {
+                self.fail(&format!(
+                    "waited {PATIENCE:?} for {css} to say {part:?}; it says {last:?}"
+                ))
+                .await;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -311,12 +330,16 @@ impl Page {
         self.c.set_window_size(1400, 1000).await.unwrap();
         let dir = artifacts_dir();
         std::fs::create_dir_all(&dir).unwrap();
+        // written whole or not at all
         let path = dir.join(format!("{name}.png"));
-        std::fs::write(&path, png).unwrap();
+        let partial = dir.join(format!(".{name}.png.part"));
+        std::fs::write(&partial, png).unwrap();
+        std::fs::rename(&partial, &path).unwrap();
         path
     }
 
-    /// Checks what a keyboard or screen-reader user needs on the current page: the language,
+    /// Checks the labels a screen-reader user needs on the current page (keyboard use is
+    /// tested in `a11y.rs`): the language,
     /// one `h1`, a `main` landmark, a labelled main navigation, an accessible name on every
     /// control and chart, no id used twice (a label would name the wrong control). Fails with
     /// the offenders.

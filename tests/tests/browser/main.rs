@@ -1,7 +1,8 @@
 //! The app in a real headless Chromium (through WebDriver) on a server of real runs: every
 //! page by its URL, and every interaction an analyst or a stakeholder has with it. Each test
-//! compares what the page shows with the server's own answers, checks the page's controls by
-//! keyboard and for labels, and saves a full-page screenshot into `artifacts/browser`.
+//! compares what the page shows with the server's own answers and saves full-page screenshots
+//! into `artifacts/browser` (`$PERPEFT_ARTIFACTS`), and one named `FAILED-<test>` when a wait
+//! fails. `a11y.rs` checks labels on every page and works the site by keyboard.
 
 mod harness;
 

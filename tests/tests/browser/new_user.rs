@@ -141,5 +141,14 @@ async fn a_new_users_history_is_grouped_and_ranked_in_the_browser() {
         .await,
         Value::from(e2e::GROUPS)
     );
+
+    // a link with entries that are not items: they are named and left out, the rest is kept
+    p.goto(&format!("/runs/{PERPEFT}/new-user?h=50,abc,999999,181"))
+        .await;
+    p.wait_text("#history-ignored", "abc, 999999").await;
+    p.wait_path(&format!("/runs/{PERPEFT}/new-user?h=50,181"))
+        .await;
+    let (group, list) = server_says(&p, &[50, 181]).await;
+    assert_eq!(page_says(&p, &[50, 181], &list).await, (group, list));
     p.close().await;
 }

@@ -61,9 +61,13 @@ async fn the_run_overview_shows_groups_on_a_map_and_a_click_opens_the_user() {
     }
     p.find("#group-bars canvas").await;
     p.find("#curves-chart canvas").await;
+    // every user of the run is a point (the API's map, and the sum of the group sizes)
+    let map: MapBody = p.api(&format!("/api/runs/{PERPEFT}/map")).await;
+    let users: usize = groups.groups.iter().map(|g| g.size).sum();
+    assert_eq!(map.points.len(), users);
     assert_eq!(
-        p.attr("#map-note", "data-points").await.as_deref(),
-        Some("943")
+        p.attr("#map-note", "data-points").await,
+        Some(users.to_string())
     );
     p.find("#group-map canvas").await;
     // let the points' entry animation end
@@ -71,7 +75,6 @@ async fn the_run_overview_shows_groups_on_a_map_and_a_click_opens_the_user() {
     p.screenshot("run-overview").await;
 
     // hover the most isolated user's point: the tooltip names them and their top genres
-    let map: MapBody = p.api(&format!("/api/runs/{PERPEFT}/map")).await;
     let target = isolated(&map.points).clone();
     let at = p
         .js(
@@ -164,6 +167,42 @@ async fn the_group_page_lists_members_shifts_and_switches_groups() {
         p.all("#genre-lifts tbody tr").await.len(),
         g.categories.len()
     );
+    // distinctive items with their counts, and what the adapter ranks lower, with both ranks
+    let cells = async |css: &str| -> Vec<Vec<String>> {
+        let rows = p
+            .js(
+                "return [...document.querySelectorAll(arguments[0])]
+                    .map(tr => [...tr.cells].map(c => c.textContent.trim()));",
+                vec![css.into()],
+            )
+            .await;
+        serde_json::from_value(rows).unwrap()
+    };
+    let items = cells("#item-lifts tbody tr").await;
+    assert!(!g.items.is_empty());
+    assert_eq!(items.len(), g.items.len());
+    for (row, d) in items.iter().zip(&g.items) {
+        assert_eq!(
+            (row[0].as_str(), row[1].as_str()),
+            (
+                d.item.as_ref().unwrap().title.as_str(),
+                d.count.to_string().as_str()
+            )
+        );
+    }
+    let demoted = cells("#demoted tbody tr").await;
+    assert!(!g.demoted.is_empty());
+    assert_eq!(demoted.len(), g.demoted.len());
+    for (row, s) in demoted.iter().zip(&g.demoted) {
+        assert_eq!(
+            row[..],
+            [
+                s.item.title.clone(),
+                s.group_rank.to_string(),
+                s.global_rank.to_string()
+            ]
+        );
+    }
     // members: the group's users, first page
     let members: UsersPage = p
         .api(&format!("/api/runs/{PERPEFT}/users?group=1&limit=50"))

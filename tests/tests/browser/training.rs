@@ -1,13 +1,28 @@
 //! Training from the form: the token prompt, a job followed live to a finished run (the
-//! progress bar seen moving, the curves growing), the run on the Runs page, and a cancel.
+//! progress bar seen moving with its stage, loss and time left, the curves growing while the
+//! job runs), the run on the Runs page, and a cancel. On a server of its own, so its runs do
+//! not change what the other tests see.
 
 use std::collections::BTreeSet;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use e2e::TOKEN;
+use e2e::{TOKEN, TestServer, dist_dir, serve_root};
 use shared::api::{Job, JobStatus, RunStatus, RunSummary};
 
 use crate::harness::Page;
+
+/// A server on an empty runs root (datasets as the shared one's).
+fn own_server() -> &'static TestServer {
+    static SERVER: OnceLock<TestServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let scratch =
+            std::env::temp_dir().join(format!("perpeft-e2e-training-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(scratch.join("runs")).unwrap();
+        serve_root(scratch.join("runs"), &scratch.join("cache"), dist_dir())
+    })
+}
 
 /// Fills the form for an ID-only run of `epochs` on ml-100k and submits it.
 async fn submit(p: &Page, run: &str, epochs: usize) {
@@ -36,7 +51,7 @@ async fn live_job(p: &Page) -> u64 {
 
 #[tokio::test]
 async fn a_job_started_from_the_form_is_followed_to_a_finished_run() {
-    let p = Page::open().await;
+    let p = Page::open_on(own_server()).await;
     p.goto("/training").await;
     // adapter and group fields only apply to the methods that have them
     p.select("#job-method", "id-only").await;
@@ -60,14 +75,28 @@ async fn a_job_started_from_the_form_is_followed_to_a_finished_run() {
     p.click("#job-submit").await;
     let id = live_job(&p).await;
     p.wait_path(&format!("/training?job={id}")).await;
-    let mut seen = BTreeSet::new();
+    // while it runs: the bar's values, the epochs on the curves, what the progress line said
+    let (mut bar, mut curve_sizes, mut lines) = (BTreeSet::new(), BTreeSet::new(), Vec::new());
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let status = p.text("#job-status").await;
-        if status == "running"
-            && let Some(v) = p.attr("#job-progress", "value").await
-        {
-            seen.insert(v);
+        if status == "running" {
+            // only once a progress event has arrived (the bar starts at 0 without one)
+            if p.attr("#job-progress", "data-step")
+                .await
+                .is_some_and(|s| !s.is_empty())
+                && let Some(v) = p.attr("#job-progress", "value").await
+            {
+                bar.insert(v);
+                // (empty if the job ended between the two reads)
+                let line = p.text("#job-progress-text").await;
+                if !line.is_empty() {
+                    lines.push(line);
+                }
+            }
+            if let Some(n) = p.attr("#job-epoch-count", "data-epochs").await {
+                curve_sizes.insert(n.parse::<usize>().unwrap());
+            }
         }
         if status == "finished" {
             break;
@@ -80,8 +109,24 @@ async fn a_job_started_from_the_form_is_followed_to_a_finished_run() {
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
     assert!(
-        seen.len() >= 2,
-        "the progress bar did not move while the job ran: {seen:?}"
+        bar.len() >= 2,
+        "the progress bar did not move while the job ran: {bar:?}"
+    );
+    // the curves grew from the epochs' events, before the job ended
+    assert!(
+        curve_sizes.iter().filter(|&&n| n > 0 && n < 30).count() >= 2,
+        "the curves did not grow while the job ran: {curve_sizes:?}"
+    );
+    let line = lines.last().expect("no progress line seen while the job ran");
+    assert!(
+        line.starts_with("training · epoch ")
+            && line.contains(" of 30 · step ")
+            && line.contains("running loss "),
+        "{line}"
+    );
+    assert!(
+        lines.iter().any(|l| l.ends_with(" left")),
+        "no time left was shown: {lines:?}"
     );
     let job: Job = p.api(&format!("/api/jobs/{id}")).await;
     assert_eq!(job.status, JobStatus::Finished);

@@ -102,6 +102,19 @@ async fn a_user_is_compared_across_runs_and_groups_and_reranked_in_the_browser()
     )
     .await;
     p.check_accessible().await;
+    // the browser ranks with that group's table, as the server does
+    p.wait_text("#browser-note", &format!("group {other}'s table"))
+        .await;
+    assert_eq!(
+        p.item_ids("#browser-recs", 20).await,
+        ids,
+        "the WASM scorer ranks as the server does for another group"
+    );
+    // back to their own group
+    p.select("#as-group", "").await;
+    p.wait_path(&format!("/runs/{PERPEFT}/users/196")).await;
+    p.wait_text("#browser-note", &format!("group {own}'s table"))
+        .await;
 
     // the browser ranks exactly as the server does for the user's own group
     let server: Recommendations = p
@@ -156,5 +169,14 @@ async fn a_user_is_compared_across_runs_and_groups_and_reranked_in_the_browser()
     );
     p.wait_text("#browser-note", "1 not interested · 1 watched")
         .await;
+
+    // a bad group in the URL: said in words, and the other lists stay
+    p.goto(&format!("/runs/{PERPEFT}/users/196?as=abc")).await;
+    p.wait_text("#as-error", "\"abc\" is not a group number")
+        .await;
+    p.item_ids("#list-own", 20).await;
+    p.goto(&format!("/runs/{PERPEFT}/users/196?as=99")).await;
+    p.wait_text("#as-error", "group 99 does not exist").await;
+    p.item_ids("#list-own", 20).await;
     p.close().await;
 }
