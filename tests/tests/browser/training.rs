@@ -117,7 +117,9 @@ async fn a_job_started_from_the_form_is_followed_to_a_finished_run() {
         curve_sizes.iter().filter(|&&n| n > 0 && n < 30).count() >= 2,
         "the curves did not grow while the job ran: {curve_sizes:?}"
     );
-    let line = lines.last().expect("no progress line seen while the job ran");
+    let line = lines
+        .last()
+        .expect("no progress line seen while the job ran");
     assert!(
         line.starts_with("training · epoch ")
             && line.contains(" of 30 · step ")
