@@ -189,8 +189,22 @@ impl Site {
         self
     }
 
-    /// Applies the site to `[..., d_in]`.
+    /// Applies the site to `[..., d_in]`. The leading dimensions are folded into one, so the
+    /// maps are single `[rows, d_in] @ [d_in, d_out]` products (a batched product of many small
+    /// ones is several times slower on the CPU backend; docs/PERFORMANCE.md).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if D > 2 {
+            let dims = x.dims();
+            let rows = dims[..D - 1].iter().product();
+            let y = self.forward_rows(x.reshape([rows, dims[D - 1]]));
+            let mut out = dims;
+            out[D - 1] = y.dims()[1];
+            return y.reshape(out);
+        }
+        self.forward_rows(x)
+    }
+
+    fn forward_rows<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let Some(ad) = self.adapter() else {
             return self.base.forward(x);
         };

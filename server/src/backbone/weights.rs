@@ -232,9 +232,16 @@ impl WeightFile {
         bias: bool,
         device: &Device,
     ) -> Result<Linear> {
-        let weight = self
-            .tensor(&format!("{prefix}.weight"), [d_out, d_in], device)?
-            .transpose();
+        // transposed on the host, so the weight is a contiguous [in, out] matrix rather than a
+        // strided view (which the CPU backend copies on every product)
+        let rows = self.values(&format!("{prefix}.weight"), &[d_out, d_in])?;
+        let mut values = vec![0.0f32; rows.len()];
+        for (o, row) in rows.chunks_exact(d_in).enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                values[i * d_out + o] = v;
+            }
+        }
+        let weight = Tensor::from_data(TensorData::new(values, [d_in, d_out]), device);
         let bias = if bias {
             Some(self.param(&format!("{prefix}.bias"), [d_out], device)?)
         } else {
