@@ -531,7 +531,28 @@ fn bench_table(rows: &[perpeft::bench::Row]) -> String {
     s
 }
 
+/// Keeps freed memory in the process. glibc serves allocations above its mmap threshold (128 KiB
+/// at first) with fresh pages from the OS and returns them on free; a training step allocates and
+/// frees hundreds of activation tensors of a few MiB, so each is page-faulted and zeroed anew,
+/// which cost 20–30% of a MiniLM step on the CPU backend (docs/PERFORMANCE.md). With the
+/// threshold at its maximum (32 MiB) and trimming only above 2 GiB free, they are reused.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
+    let ok = unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX) == 1
+    };
+    if !ok {
+        eprintln!("warning: glibc refused the allocator settings; training may be slower");
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
+
 fn main() -> anyhow::Result<()> {
+    keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
