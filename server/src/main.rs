@@ -334,6 +334,9 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         t.users,
         args.out.display()
     );
+    if let Some(mib) = record.peak_rss_mib {
+        println!("peak resident memory {mib:.0} MiB");
+    }
     Ok(())
 }
 

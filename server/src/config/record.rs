@@ -59,6 +59,24 @@ pub struct RunRecord {
     /// Per-group (validation, test) metrics at `best_epoch` (PerPEFT).
     #[serde(default)]
     pub best_groups: Vec<(Metrics, Metrics)>,
+    /// Peak resident memory of the training process so far, MiB (updated every epoch; a server
+    /// training several jobs reports its own peak).
+    #[serde(default)]
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// The process's peak resident memory in MiB (`getrusage`), where the platform tells it.
+pub fn peak_rss_mib() -> Option<f64> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getrusage only writes the struct it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 {
+            // Linux reports kilobytes
+            return Some(usage.ru_maxrss as f64 / 1024.0);
+        }
+    }
+    None
 }
 
 impl RunRecord {

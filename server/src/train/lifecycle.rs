@@ -111,6 +111,7 @@ impl RunState {
                     stages: Vec::new(),
                     groups: None,
                     best_groups: Vec::new(),
+                    peak_rss_mib: None,
                 };
                 let id = registry.create(&name, dir.path(), &record)?;
                 dir.save_record(&record)?;
@@ -197,6 +198,7 @@ impl RunState {
         }
         self.record_artifact("checkpoint", &self.dir.checkpoint_dir(), Some(epoch))?;
         self.dir.prune_checkpoints(epoch)?;
+        self.record.peak_rss_mib = crate::config::record::peak_rss_mib();
         self.dir.save_record(&self.record)
     }
 }
