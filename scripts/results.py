@@ -37,7 +37,8 @@ METHODS = {
     "perpeft-iisan+uniform-negatives": (["--method", "perpeft", "--peft", "iisan", "--uniform-negatives", *PERPEFT], ["ml-100k"]),
 }
 # LoRA and (IA)3 run MiniLM forward and backward for every batch (~200 items per step), which
-# this 2-core CPU does in ~5 min per ml-100k epoch (one thread): a short schedule, stated in the
+# this 2-core CPU did in ~7 min per ml-100k epoch when these rows were made (~3 min now,
+# docs/PERFORMANCE.md): a short schedule, stated in the
 # table. perpeft reuses the same seed's global-peft run after GLOBAL epochs as its global stage
 # (--global-from: that run's last epoch, trained exactly as perpeft's own stage 1 would be), and
 # trains PER_GROUP epochs; then the global-peft run is resumed to GLOBAL + PER_GROUP epochs, so

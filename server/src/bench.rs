@@ -115,6 +115,12 @@ fn cases() -> Vec<(&'static str, Build, Adapter, bool)> {
             true,
         ),
         (
+            "minilm text +ia3(k,v,fc1)",
+            minilm as Build,
+            Adapter::Ia3,
+            true,
+        ),
+        (
             "minilm+effnet-lite0 +lora(text q,v)",
             dual,
             Adapter::Lora(QV),
