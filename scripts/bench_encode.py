@@ -10,13 +10,14 @@ ratio, and the useful GFLOP/s as a share of the CPU's fp32 peak.
     python3 scripts/bench_encode.py --reference ../shared/bench/reference_cpu.py
 
 Needs the release binary (`cargo build --release --all-targets`) and, for the reference, torch,
-transformers and peft (pip; the versions are printed). Useful FLOPs: MiniLM's forward at T tokens
+transformers and peft (pip; their versions are printed). Useful FLOPs: MiniLM's forward at T tokens
 is 6 layers x (24 T d^2 + 4 T^2 d) with d = 384 (0.69 GFLOP an item at T = 32); a training step
 counts twice that (the backward pass computes the input gradients of every layer; the frozen
 weights get none). Peak: cores x clock x FLOP per cycle (32 for two 256-bit FMA pipes, the
 default; pass --flops-per-cycle for another CPU).
 """
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -46,12 +47,18 @@ def cpu_ghz():
         return None
 
 
-def ours(binary, batch, tokens, threads, reps):
+def run(cmd, env=None):
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-3000:]}")
+    return p.stdout
+
+
+def ours(binary, batch, tokens, threads, reps, dropout):
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-    out = subprocess.run(
-        [binary, "bench", "encode", "--device", "flex", "--only", "minilm text",
-         "--batch", str(batch), "--tokens", str(tokens), "--reps", str(reps)],
-        env=env, check=True, capture_output=True, text=True).stdout
+    out = run([binary, "bench", "encode", "--device", "flex", "--only", "minilm text",
+               "--batch", str(batch), "--tokens", str(tokens), "--reps", str(reps),
+               "--lora-dropout", str(dropout)], env)
     rows = {}
     for line in out.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -64,10 +71,8 @@ def ours(binary, batch, tokens, threads, reps):
 
 
 def reference(script, batch, tokens, threads, reps, dropout):
-    out = subprocess.run(
-        [sys.executable, script, "--batch", str(batch), "--tokens", str(tokens),
-         "--threads", str(threads), "--lora-dropout", str(dropout), "--reps", str(reps)],
-        check=True, capture_output=True, text=True).stdout
+    out = run([sys.executable, script, "--batch", str(batch), "--tokens", str(tokens),
+               "--threads", str(threads), "--lora-dropout", str(dropout), "--reps", str(reps)])
     rows, meta = {}, {}
     for line in out.splitlines():
         if line.startswith("{"):
@@ -110,13 +115,17 @@ def main():
             order = ["ours", "ref"] if r % 2 == 0 else ["ref", "ours"]
             for who in order:
                 if who == "ours":
-                    got = ours(args.binary, batch, args.tokens, args.threads, args.reps)
+                    got = ours(args.binary, batch, args.tokens, args.threads, args.reps,
+                               args.lora_dropout)
                     for c, (fwd, train) in got.items():
                         acc[(c, "forward")][0].append(fwd)
                         acc[(c, "train")][0].append(train)
                 else:
                     got, meta = reference(args.reference, batch, args.tokens, args.threads,
                                           args.reps, args.lora_dropout)
+                    missing = {w for pair in CASES.values() for w in pair} - set(got)
+                    if missing:
+                        sys.exit(f"the reference printed no result for {sorted(missing)}")
                     for c, (fwd, train) in CASES.items():
                         acc[(c, "forward")][1].append(got[fwd])
                         acc[(c, "train")][1].append(got[train])
@@ -132,7 +141,15 @@ def main():
           f"{ghz:.2f} GHz" if ghz else "machine: clock unknown", end="")
     print(f"; fp32 peak of {args.threads} cores = {peak:.0f} GFLOP/s "
           f"({args.flops_per_cycle:g} FLOP/cycle)" if peak else "")
-    print(f"reference: {meta}")
+    versions = {}
+    for pkg in ("torch", "transformers", "peft"):
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = "?"
+    print(f"reference: {meta}; packages: {versions}")
+    print("forward: the frozen encoder without an adapter (both sides); training: forward + "
+          "backward + AdamW step through the adapter")
     print()
     print("| batch | adapter | pass | ours items/s | PyTorch items/s | ours / PyTorch "
           "| ours GFLOP/s (% peak) | PyTorch GFLOP/s (% peak) |")

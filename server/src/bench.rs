@@ -40,14 +40,20 @@ enum Adapter {
     Ia3,
 }
 
-fn attach(encoder: Encoder, adapter: Adapter, device: &Device, text_only: bool) -> Encoder {
+fn attach(
+    encoder: Encoder,
+    adapter: Adapter,
+    lora_dropout: f64,
+    device: &Device,
+    text_only: bool,
+) -> Encoder {
     encoder.map_sites(&mut |id, site: Site| {
         if text_only && id.tower != crate::backbone::site::Tower::Text {
             return site;
         }
         match adapter {
             Adapter::Lora(kinds) if kinds.contains(&id.kind) => {
-                site.with_low_rank(4, 8.0, 0.1, device)
+                site.with_low_rank(4, 8.0, lora_dropout, device)
             }
             Adapter::Ia3 => match id.kind {
                 SiteKind::Key | SiteKind::Value => site.with_scale_out(device),
@@ -173,13 +179,15 @@ fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     times[times.len() / 2]
 }
 
-/// Runs every case on every device; `filter` keeps cases whose name contains it.
+/// Runs every case on every device; `filter` keeps cases whose name contains it; LoRA's dropout
+/// on its input is `lora_dropout` (the reference's default is 0.1).
 pub fn encode(
     devices: &[DeviceChoice],
     batch: usize,
     tokens: usize,
     reps: usize,
     filter: Option<&str>,
+    lora_dropout: f64,
 ) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for choice in devices {
@@ -201,7 +209,7 @@ pub fn encode(
             };
             let before = frozen.num_params();
             let ad = device.clone().autodiff();
-            let mut model = attach(frozen.to_device(&ad), adapter, &ad, text_only);
+            let mut model = attach(frozen.to_device(&ad), adapter, lora_dropout, &ad, text_only);
             let trainable = model.num_params() - before;
             let x = inputs(&model, batch, tokens, &ad);
             let mut optim = AdamWConfig::new().init();

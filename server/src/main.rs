@@ -81,6 +81,9 @@ struct BenchArgs {
     /// Only the cases whose name contains this.
     #[arg(long)]
     only: Option<String>,
+    /// Dropout on LoRA's input in the training step (as the PyTorch reference's).
+    #[arg(long, default_value_t = 0.1)]
+    lora_dropout: f64,
 }
 
 #[derive(Subcommand)]
@@ -586,6 +589,7 @@ fn main() -> anyhow::Result<()> {
                 args.tokens,
                 args.reps,
                 args.only.as_deref(),
+                args.lora_dropout,
             )?;
             print!("{}", bench_table(&rows));
             Ok(())
