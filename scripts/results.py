@@ -124,8 +124,23 @@ def fmt(values):
     return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
 
 
+def previous_rows():
+    """The rows of the current docs/RESULTS.md by (dataset, label, number of cells), so a row
+    whose runs are not on this machine is carried over as it was (with its code column) instead
+    of disappearing when other rows are retrained."""
+    out = ROOT / "docs" / "RESULTS.md"
+    rows = {}
+    if out.exists():
+        for line in out.read_text().splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if line.startswith("| ml-") and len(cells) > 2:
+                rows[(cells[0], cells[1], len(cells))] = line
+    return rows
+
+
 def table():
     rows = []
+    previous = previous_rows()
     for dataset in DATASETS:
         for label, (_, datasets) in METHODS.items():
             if dataset not in datasets:
@@ -136,6 +151,8 @@ def table():
                        if (p := run_dir(label, dataset, s) / "run.json").exists()
                        and json.loads(p.read_text())["epochs"]]
             if not records:
+                if (old := previous.get((dataset, label, len(METRICS) + 8))):
+                    rows.append(old)
                 continue
             cells = [fmt([r["test"][key] for r in records]) for key, _ in METRICS]
             train_s = statistics.mean(e["train_seconds"] for r in records for e in r["epochs"])
@@ -156,6 +173,7 @@ def budget_table(dataset="ml-100k", budget=GLOBAL + PER_GROUP):
     test metrics at the best validation NDCG@20 among them, so the short LoRA/(IA)3 schedule has
     every other method beside it at the same budget."""
     rows = []
+    previous = previous_rows()
     for label, (_, datasets) in METHODS.items():
         if dataset not in datasets:
             continue
@@ -175,7 +193,10 @@ def budget_table(dataset="ml-100k", budget=GLOBAL + PER_GROUP):
                     best = e
             for key, _ in METRICS:
                 cells[key].append(best["test"][key])
-        if cells["ndcg20"]:
+        if not cells["ndcg20"]:
+            if (old := previous.get((dataset, label, len(METRICS) + 3))):
+                rows.append(old)
+        else:
             rows.append(f"| {dataset} | {label} | " + " | ".join(fmt(cells[k]) for k, _ in METRICS)
                         + f" | {len(cells['ndcg20'])} |")
     return rows
