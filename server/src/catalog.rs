@@ -184,10 +184,11 @@ impl Catalog {
 
     /// Every run, oldest first.
     pub fn runs(&self) -> Result<Vec<RunSummary>> {
-        Ok(self.rows()?.iter().map(|r| self.summary(r)).collect())
+        Ok(self.rows()?.iter().map(|r| self.summary(r, None)).collect())
     }
 
-    fn summary(&self, r: &RunRow) -> RunSummary {
+    /// Row `r`'s summary; `record` is its run record when the caller has already read it.
+    fn summary(&self, r: &RunRow, record: Option<&crate::config::RunRecord>) -> RunSummary {
         let live = self
             .live
             .lock()
@@ -197,9 +198,14 @@ impl Catalog {
         // a PerPEFT run's global stage and grouping took time too (they are in its record)
         if let Some(t) = s.total_seconds.as_mut()
             && r.method.starts_with("perpeft")
-            && let Ok(record) = RunDir::new(&r.dir).read_record()
         {
-            *t += record.stages.iter().map(|(_, secs)| secs).sum::<f64>();
+            let read = match record {
+                None => RunDir::new(&r.dir).read_record().ok(),
+                Some(_) => None,
+            };
+            if let Some(rec) = record.or(read.as_ref()) {
+                *t += rec.stages.iter().map(|(_, secs)| secs).sum::<f64>();
+            }
         }
         s
     }
@@ -217,14 +223,6 @@ impl Catalog {
             .collect())
     }
 
-    /// Run `name`'s summary.
-    pub fn run(&self, name: &str) -> Result<RunSummary> {
-        self.runs()?
-            .into_iter()
-            .find(|r| r.name == name)
-            .ok_or_else(|| unknown_run(name))
-    }
-
     /// Run `name`'s summary and record (any status: a run being trained has its epochs so far).
     pub fn record(&self, name: &str) -> Result<(RunSummary, crate::config::RunRecord)> {
         let row = self
@@ -233,7 +231,7 @@ impl Catalog {
             .find(|r| r.name == name)
             .ok_or_else(|| unknown_run(name))?;
         let record = RunDir::new(&row.dir).read_record()?;
-        Ok((self.summary(&row), record))
+        Ok((self.summary(&row, Some(&record)), record))
     }
 
     /// Run `name`'s directory, as the registry records it.
