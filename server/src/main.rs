@@ -2,7 +2,7 @@
 //! Flags are parsed here and turned into library calls; nothing else happens here.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -343,15 +343,21 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
-    let resolved = args.device.resolve()?;
-    let dir = RunDir::new(&args.run);
+/// Run directory `run` and the dataset its record names, from `data_dir` in `format`.
+fn open_run(run: &Path, data_dir: &Path, format: Format) -> anyhow::Result<(RunDir, Dataset)> {
+    let dir = RunDir::new(run);
     let record = dir.read_record()?;
     let dataset = load_dataset(&DataArgs {
-        data_dir: args.data_dir.clone(),
+        data_dir: data_dir.to_path_buf(),
         dataset: record.dataset.clone(),
-        format: args.format,
+        format,
     })?;
+    Ok((dir, dataset))
+}
+
+fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
+    let resolved = args.device.resolve()?;
+    let (dir, dataset) = open_run(&args.run, &args.data_dir, args.format)?;
     let e = evaluate_run(&dir, &dataset, &resolved.device)?;
     let record = &e.record;
     println!(
@@ -468,13 +474,7 @@ async fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn export_cmd(args: &ExportArgs) -> anyhow::Result<()> {
-    let dir = RunDir::new(&args.run);
-    let record = dir.read_record()?;
-    let dataset = load_dataset(&DataArgs {
-        data_dir: args.data_dir.clone(),
-        dataset: record.dataset.clone(),
-        format: args.format,
-    })?;
+    let (dir, dataset) = open_run(&args.run, &args.data_dir, args.format)?;
     let device = burn::tensor::Device::flex();
     let adapter = perpeft::export::hf_adapter(&dir, &dataset, args.group, &device)?;
     perpeft::export::write(&adapter, &args.out)?;
