@@ -5,7 +5,9 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::Hash;
 use std::rc::Rc;
+use std::thread::LocalKey;
 
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::Serialize;
@@ -224,47 +226,55 @@ thread_local! {
     static CATALOGUES: RefCell<HashMap<String, Rc<Vec<Item>>>> = RefCell::default();
 }
 
+/// `cache`'s value for `key`, else `fetch`'s, kept for the next call (errors are not kept).
+async fn cached<K: Eq + Hash, V: Clone>(
+    cache: &'static LocalKey<RefCell<HashMap<K, V>>>,
+    key: K,
+    fetch: impl Future<Output = ApiResult<V>>,
+) -> ApiResult<V> {
+    if let Some(v) = cache.with_borrow(|m| m.get(&key).cloned()) {
+        return Ok(v);
+    }
+    let v = fetch.await?;
+    cache.with_borrow_mut(|m| m.insert(key, v.clone()));
+    Ok(v)
+}
+
 /// Group `g`'s scorer of `run` (`GET .../groups/{g}/scorer?encoding=f32`, bit-exact, so the
 /// browser ranks exactly as the server does), fetched once.
 pub async fn scorer(run: &str, g: usize) -> ApiResult<Rc<Scorer>> {
-    let key = (run.to_string(), g);
-    if let Some(s) = SCORERS.with_borrow(|m| m.get(&key).cloned()) {
-        return Ok(s);
-    }
-    let bundle: ScorerBundle = get(&format!(
-        "/api/runs/{}/groups/{g}/scorer?encoding=f32",
-        seg(run)
-    ))
-    .await?;
-    let table = bundle.table().map_err(ApiError::Decode)?;
-    let s = Rc::new(Scorer { bundle, table });
-    SCORERS.with_borrow_mut(|m| m.insert(key, s.clone()));
-    Ok(s)
+    cached(&SCORERS, (run.to_string(), g), async {
+        let bundle: ScorerBundle = get(&format!(
+            "/api/runs/{}/groups/{g}/scorer?encoding=f32",
+            seg(run)
+        ))
+        .await?;
+        let table = bundle.table().map_err(ApiError::Decode)?;
+        Ok(Rc::new(Scorer { bundle, table }))
+    })
+    .await
 }
 
 /// Run `run`'s grouping (`GET /api/runs/{run}/grouping`): `None` for a run with one table.
 pub async fn grouping(run: &str) -> ApiResult<Rc<Option<Grouping>>> {
-    if let Some(g) = GROUPINGS.with_borrow(|m| m.get(run).cloned()) {
-        return Ok(g);
-    }
-    let g = match get::<Grouping>(&format!("/api/runs/{}/grouping", seg(run))).await {
-        Ok(g) => Some(g),
-        Err(e) if e.status() == Some(404) => None,
-        Err(e) => return Err(e),
-    };
-    let g = Rc::new(g);
-    GROUPINGS.with_borrow_mut(|m| m.insert(run.to_string(), g.clone()));
-    Ok(g)
+    cached(&GROUPINGS, run.to_string(), async {
+        match get::<Grouping>(&format!("/api/runs/{}/grouping", seg(run))).await {
+            Ok(g) => Ok(Rc::new(Some(g))),
+            Err(e) if e.status() == Some(404) => Ok(Rc::new(None)),
+            Err(e) => Err(e),
+        }
+    })
+    .await
 }
 
 /// Run `run`'s catalogue (`GET /api/runs/{run}/items`), by internal id − 1, fetched once.
 pub async fn catalogue(run: &str) -> ApiResult<Rc<Vec<Item>>> {
-    if let Some(c) = CATALOGUES.with_borrow(|m| m.get(run).cloned()) {
-        return Ok(c);
-    }
-    let c: Rc<Vec<Item>> = Rc::new(get(&format!("/api/runs/{}/items", seg(run))).await?);
-    CATALOGUES.with_borrow_mut(|m| m.insert(run.to_string(), c.clone()));
-    Ok(c)
+    cached(&CATALOGUES, run.to_string(), async {
+        Ok(Rc::new(
+            get(&format!("/api/runs/{}/items", seg(run))).await?,
+        ))
+    })
+    .await
 }
 
 /// Milliseconds since the page loaded (`performance.now()`).
