@@ -246,16 +246,23 @@ impl Page {
         self.find(css).await.attr(name).await.unwrap()
     }
 
+    /// `data-item-id`s of the `li` children of `list` now (`None` while one lacks its id).
+    async fn list_ids(&self, list: &str) -> Option<Vec<u32>> {
+        let mut ids = Vec::new();
+        for li in self.all(&format!("{list} > li")).await {
+            let id = li.attr("data-item-id").await.ok()??;
+            ids.push(
+                id.parse()
+                    .unwrap_or_else(|_| panic!("{list}: item id {id:?}")),
+            );
+        }
+        Some(ids)
+    }
+
     /// `data-item-id`s of the `li` children of `list`, once it has exactly `n` of them.
     pub async fn item_ids(&self, list: &str, n: usize) -> Vec<u32> {
         self.until(&format!("{list} to have {n} items"), async || {
-            let mut ids = Vec::new();
-            for li in self.all(&format!("{list} > li")).await {
-                if let Some(id) = li.attr("data-item-id").await.ok()? {
-                    ids.push(id.parse().unwrap());
-                }
-            }
-            (ids.len() == n).then_some(ids)
+            self.list_ids(list).await.filter(|ids| ids.len() == n)
         })
         .await
     }
@@ -263,11 +270,9 @@ impl Page {
     /// `list`'s item ids once they differ from `old` (after a rerank).
     pub async fn item_ids_changed(&self, list: &str, n: usize, old: &[u32]) -> Vec<u32> {
         self.until(&format!("{list} to change"), async || {
-            let mut ids = Vec::new();
-            for li in self.all(&format!("{list} > li")).await {
-                ids.push(li.attr("data-item-id").await.ok()??.parse::<u32>().ok()?);
-            }
-            (ids.len() == n && ids != old).then_some(ids)
+            self.list_ids(list)
+                .await
+                .filter(|ids| ids.len() == n && ids != old)
         })
         .await
     }
