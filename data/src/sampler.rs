@@ -1,6 +1,9 @@
 //! Seeded training batches (docs/method.md §6.1): for each user, the last `max_len`
 //! (input → next) pairs of the training sequence, right-aligned, with one sampled negative per
-//! position that is not among the user's training items.
+//! position that is not among the user's training items (the reference). With
+//! [`Sampler::with_all_windows`] every pair is a target: each user's pairs are cut from the end
+//! into windows of `max_len`, and every window is a row. [`Sampler::with_negatives_per_position`]
+//! sets how many negatives each position gets (0 for a full softmax).
 //!
 //! Negatives are uniform over all items, or **group-restricted** (docs/method.md §9.2): uniform
 //! over the items in the training histories of a group's users, minus the user's own items. This is
@@ -12,10 +15,10 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-/// A batch of right-aligned windows, row-major `[users, max_len]`, 0 = padding.
+/// A batch of right-aligned windows, row-major `[rows, max_len]`, 0 = padding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
-    /// Users in the batch (user indices).
+    /// The user of each row (user indices; a user has several rows with all windows).
     pub users: Vec<usize>,
     /// Window length.
     pub max_len: usize,
@@ -23,8 +26,13 @@ pub struct Batch {
     pub seq: Vec<u32>,
     /// Next items (positives).
     pub pos: Vec<u32>,
-    /// Sampled negatives (0 where `pos` is 0).
+    /// Negatives per position.
+    pub negatives: usize,
+    /// Sampled negatives, `[rows, max_len, negatives]` (0 where `pos` is 0).
     pub neg: Vec<u32>,
+    /// Negatives shared by every position of the batch (a sampled softmax's candidates beside
+    /// each position's positive): uniform over all items or the pool, history not excluded.
+    pub shared: Vec<u32>,
 }
 
 /// Where negatives come from.
@@ -59,6 +67,12 @@ pub struct Sampler<'a> {
     negatives: Negatives,
     /// Per user: does the pool hold an item outside the user's history?
     pool_ok: Vec<bool>,
+    /// Every window of each user (true) or only the last (false).
+    all_windows: bool,
+    /// Negatives per position.
+    negatives_per_position: usize,
+    /// Negatives shared by a batch.
+    shared_negatives: usize,
 }
 
 impl<'a> Sampler<'a> {
@@ -81,7 +95,30 @@ impl<'a> Sampler<'a> {
             users: None,
             negatives: Negatives::Uniform,
             pool_ok: Vec::new(),
+            all_windows: false,
+            negatives_per_position: 1,
+            shared_negatives: 0,
         }
+    }
+
+    /// Sets how many negatives each batch draws for all its positions together (uniform over
+    /// all items, or over the pool; a user's own items are not excluded).
+    pub fn with_shared_negatives(mut self, n: usize) -> Self {
+        self.shared_negatives = n;
+        self
+    }
+
+    /// Takes every (input → next) pair of each user as a target, in windows of `max_len` cut
+    /// from the end of the sequence (instead of the last window only).
+    pub fn with_all_windows(mut self, all: bool) -> Self {
+        self.all_windows = all;
+        self
+    }
+
+    /// Sets how many negatives each target position gets (0: none are drawn).
+    pub fn with_negatives_per_position(mut self, n: usize) -> Self {
+        self.negatives_per_position = n;
+        self
     }
 
     /// Restricts batches to `users` (e.g. one group).
@@ -130,36 +167,72 @@ impl<'a> Sampler<'a> {
         all.filter(|&u| self.train[u].len() >= 2).collect()
     }
 
-    /// Number of batches per epoch.
-    pub fn batches_per_epoch(&self) -> usize {
-        self.trainable_users().len().div_ceil(self.batch_size)
+    /// The rows of an epoch, `(user, end)`: the window whose last target is
+    /// `train[user][end - 1]`. One per trainable user (its last window), or with all windows
+    /// every window of `max_len` targets from the end back to the user's second item.
+    pub fn rows(&self) -> Vec<(usize, usize)> {
+        let mut rows = Vec::new();
+        for u in self.trainable_users() {
+            let n = self.train[u].len();
+            if !self.all_windows {
+                rows.push((u, n));
+                continue;
+            }
+            // targets are positions 1..n; a window holds max_len of them
+            let mut end = n;
+            while end > 1 {
+                rows.push((u, end));
+                end = end.saturating_sub(self.max_len).max(1);
+            }
+        }
+        rows
     }
 
-    /// The batches of `epoch`: a seeded permutation of the trainable users, cut into batches.
+    /// Number of batches per epoch.
+    pub fn batches_per_epoch(&self) -> usize {
+        self.rows().len().div_ceil(self.batch_size)
+    }
+
+    /// Target positions per epoch (non-padding (input → next) pairs).
+    pub fn targets_per_epoch(&self) -> usize {
+        self.rows()
+            .iter()
+            .map(|&(_, end)| (end - 1).min(self.max_len))
+            .sum()
+    }
+
+    /// The batches of `epoch`: a seeded permutation of the rows, cut into batches.
     pub fn epoch(&self, epoch: usize) -> Vec<Batch> {
         let mut rng =
             StdRng::seed_from_u64(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let mut users = self.trainable_users();
-        users.shuffle(&mut rng);
-        users
-            .chunks(self.batch_size)
-            .map(|chunk| self.batch(chunk, &mut rng))
+        let mut rows = self.rows();
+        rows.shuffle(&mut rng);
+        rows.chunks(self.batch_size)
+            .map(|chunk| self.batch_of_rows(chunk, &mut rng))
             .collect()
     }
 
-    /// The windows of `users`, negatives drawn from `rng`.
+    /// The last windows of `users`, negatives drawn from `rng`.
     pub fn batch(&self, users: &[usize], rng: &mut impl Rng) -> Batch {
+        let rows: Vec<(usize, usize)> = users.iter().map(|&u| (u, self.train[u].len())).collect();
+        self.batch_of_rows(&rows, rng)
+    }
+
+    /// The windows `rows` (see [`Sampler::rows`]), negatives drawn from `rng`.
+    pub fn batch_of_rows(&self, rows: &[(usize, usize)], rng: &mut impl Rng) -> Batch {
         let l = self.max_len;
+        let k = self.negatives_per_position;
         let mut b = Batch {
-            users: users.to_vec(),
+            users: rows.iter().map(|&(u, _)| u).collect(),
             max_len: l,
-            seq: vec![0; users.len() * l],
-            pos: vec![0; users.len() * l],
-            neg: vec![0; users.len() * l],
+            seq: vec![0; rows.len() * l],
+            pos: vec![0; rows.len() * l],
+            negatives: k,
+            neg: vec![0; rows.len() * l * k],
+            shared: Vec::new(),
         };
-        for (row, &u) in users.iter().enumerate() {
-            let train = &self.train[u];
-            let Some((&last, inputs)) = train.split_last() else {
+        for (row, &(u, end)) in rows.iter().enumerate() {
+            let Some((&last, inputs)) = self.train[u][..end].split_last() else {
                 continue;
             };
             let mut next = last;
@@ -167,10 +240,18 @@ impl<'a> Sampler<'a> {
                 let at = row * l + slot;
                 b.seq[at] = item;
                 b.pos[at] = next;
-                b.neg[at] = self.negative(u, rng);
+                for j in 0..k {
+                    b.neg[at * k + j] = self.negative(u, rng);
+                }
                 next = item;
             }
         }
+        b.shared = (0..self.shared_negatives)
+            .map(|_| match &self.negatives {
+                Negatives::Pool(pool) => pool[rng.random_range(0..pool.len())],
+                Negatives::Uniform => rng.random_range(1..=self.n_items),
+            })
+            .collect();
         b
     }
 
@@ -225,6 +306,55 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn all_windows_take_every_pair_exactly_once() {
+        // user 0: 1..=12 with max_len 5 → windows ending at 12, 7, 2: 5 + 5 + 1 = 11 pairs
+        // user 1: 20 21 → one pair; user 2: one item, no pair
+        let train = vec![(1..=12).collect::<Vec<u32>>(), vec![20, 21], vec![30]];
+        let s = Sampler::new(&train, 40, 5, 2, 3)
+            .with_all_windows(true)
+            .with_negatives_per_position(3);
+        assert_eq!(s.rows(), vec![(0, 12), (0, 7), (0, 2), (1, 2)]);
+        assert_eq!(s.targets_per_epoch(), 12);
+        assert_eq!(s.batches_per_epoch(), 2);
+        let mut pairs = Vec::new();
+        for b in s.epoch(4) {
+            assert_eq!(b.neg.len(), b.seq.len() * 3);
+            for (at, (&x, &y)) in b.seq.iter().zip(&b.pos).enumerate() {
+                let negs = &b.neg[at * 3..at * 3 + 3];
+                if y == 0 {
+                    assert_eq!((x, negs), (0, &[0, 0, 0][..]));
+                    continue;
+                }
+                pairs.push((x, y));
+                let user = b.users[at / 5];
+                for n in negs {
+                    assert!(!train[user].contains(n), "negative {n} is a training item");
+                }
+            }
+        }
+        pairs.sort_unstable();
+        let mut expected: Vec<(u32, u32)> = (1..12).map(|i| (i, i + 1)).collect();
+        expected.push((20, 21));
+        assert_eq!(pairs, expected);
+        // shared negatives: drawn per batch, from the pool when there is one
+        let pool = vec![3, 30, 33];
+        let shared = Sampler::new(&train, 40, 5, 2, 3)
+            .with_all_windows(true)
+            .with_negatives_per_position(0)
+            .with_shared_negatives(16)
+            .with_negatives(Negatives::Pool(pool.clone()));
+        for b in shared.epoch(1) {
+            assert!(b.neg.is_empty());
+            assert_eq!(b.shared.len(), 16);
+            assert!(b.shared.iter().all(|i| pool.contains(i)), "{:?}", b.shared);
+        }
+        // the last window only: the reference's rows
+        let last = Sampler::new(&train, 40, 5, 2, 3);
+        assert_eq!(last.rows(), vec![(0, 12), (1, 2)]);
+        assert_eq!(last.targets_per_epoch(), 6);
     }
 
     #[test]

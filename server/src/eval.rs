@@ -154,6 +154,45 @@ fn ranks_of(model: &SasRec, table: &Tensor<2>, cases: &[Case]) -> Vec<usize> {
     out
 }
 
+/// The popularity baseline's (validation, test) metrics: every item scored by how often it
+/// occurs in the training sequences of all users, ranked with the same protocol as the models
+/// (the user's history excluded, ties to the target).
+pub fn popularity(split: &Split) -> (Metrics, Metrics) {
+    let n = split
+        .train
+        .iter()
+        .flatten()
+        .chain(split.valid.iter().flatten())
+        .chain(split.test.iter().flatten())
+        .max()
+        .map_or(0, |&m| m as usize);
+    let mut count = vec![0u64; n + 1];
+    for &i in split.train.iter().flatten() {
+        count[i as usize] += 1;
+    }
+    let phase = |phase: Phase| {
+        let ranks: Vec<usize> = cases(split, phase)
+            .iter()
+            .map(|c| {
+                let target = count[c.target as usize];
+                let mut excluded: Vec<u32> = c
+                    .history
+                    .iter()
+                    .copied()
+                    .filter(|&h| h != c.target)
+                    .collect();
+                excluded.sort_unstable();
+                excluded.dedup();
+                let above = |i: &u32| count[*i as usize] > target;
+                let all = count[1..].iter().filter(|&&c| c > target).count();
+                all - excluded.iter().filter(|i| above(i)).count()
+            })
+            .collect();
+        metrics_from_ranks(&ranks)
+    };
+    (phase(Phase::Valid), phase(Phase::Test))
+}
+
 /// A saved run evaluated again from disk.
 pub struct RunEvaluation {
     /// The run's record (what it reported when it was trained).

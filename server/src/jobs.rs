@@ -18,7 +18,7 @@ use shared::api::{EpochPoint, Job, JobEvent, JobRequest, JobStatus, Progress};
 use tokio::sync::broadcast;
 
 use crate::catalog::{Catalog, check_name};
-use crate::config::{EpochRecord, SasRecConfig, TrainConfig};
+use crate::config::{EpochRecord, Preset, TrainConfig};
 use crate::device::Resolved;
 use crate::error::{Error, Result};
 use crate::store::{JobRow, Registry, RunDir};
@@ -104,11 +104,11 @@ impl Jobs {
         let _ = self.events.send((id, event));
     }
 
-    /// The training configuration a request asks for. A new run: defaults, the request's
-    /// fields, the server's paths. A resumed run: its recorded configuration, of which only
+    /// The training configuration a request asks for. A new run: its preset (`"preset"`:
+    /// recommended unless it says reference), the request's fields, the server's paths. A resumed run: its recorded configuration, of which only
     /// `epochs` may change. Refuses paths, unknown fields and out-of-range values.
     pub fn config_of(&self, req: &JobRequest) -> Result<TrainConfig> {
-        let overrides = match &req.config {
+        let mut overrides = match &req.config {
             serde_json::Value::Null => serde_json::Map::new(),
             serde_json::Value::Object(m) => m.clone(),
             _ => {
@@ -117,13 +117,23 @@ impl Jobs {
                 ));
             }
         };
+        // "preset" picks the starting point (recommended, as `perpeft train`, or reference)
+        let preset_given = overrides.contains_key("preset");
+        let preset: Preset = match overrides.remove("preset") {
+            None => Preset::default(),
+            Some(v) => serde_json::from_value(v).map_err(|_| {
+                Error::Invalid("preset must be \"recommended\" or \"reference\"".into())
+            })?,
+        };
         if let Some(field) = SERVER_FIELDS.iter().find(|f| overrides.contains_key(**f)) {
             return Err(Error::Invalid(format!(
                 "config field {field:?} is set by the server, not by a job"
             )));
         }
         let cfg = if req.resume {
-            if let Some(field) = overrides.keys().find(|k| k.as_str() != "epochs") {
+            let mut fields = overrides.keys().map(String::as_str);
+            let preset = preset_given.then_some("preset");
+            if let Some(field) = preset.or_else(|| fields.find(|k| *k != "epochs")) {
                 return Err(Error::Invalid(format!(
                     "a resumed run keeps its configuration: only \"epochs\" may change, not {field:?}"
                 )));
@@ -131,7 +141,7 @@ impl Jobs {
             let (_, record) = self.catalog.record(&req.run)?;
             record.train.with_overrides(&overrides)?
         } else {
-            let mut cfg = TrainConfig::default().with_overrides(&overrides)?;
+            let mut cfg = preset.config().with_overrides(&overrides)?;
             cfg.weights_dir = self.settings.weights_dir.clone();
             cfg.cache_dir = self.settings.cache_dir.clone();
             cfg.clip_dir = self.settings.clip_dir.clone();
@@ -150,12 +160,25 @@ impl Jobs {
         bounded("global_epochs", cfg.global_epochs, MAX_EPOCHS)?;
         bounded("groups", cfg.groups, MAX_GROUPS)?;
         bounded("batch_size", cfg.batch_size, 4096)?;
+        bounded("max_len", cfg.max_len, 1000)?;
+        if cfg.negatives > 10_000 {
+            return Err(Error::Invalid(format!(
+                "negatives must be at most 10000, not {}",
+                cfg.negatives
+            )));
+        }
         cfg.check()?;
         Ok(cfg)
     }
 
     /// Queues a job: a new run (its name must be free), or `resume` of an existing one.
     pub fn submit(&self, req: &JobRequest) -> Result<Job> {
+        self.submit_from(req, None)
+    }
+
+    /// [`Jobs::submit`]; a new run's `global_from` set by the server itself to `global_from`
+    /// (a run of this runs root: the demo's PerPEFT starts from the demo's global run).
+    fn submit_from(&self, req: &JobRequest, global_from: Option<&str>) -> Result<Job> {
         check_name(&req.run, "run")?;
         let registry = self.registry()?;
         let exists = registry.run_id(&req.run)?.is_some();
@@ -184,7 +207,15 @@ impl Jobs {
                 req.run
             )));
         }
-        let cfg = self.config_of(req)?;
+        let mut cfg = self.config_of(req)?;
+        if let Some(run) = global_from
+            && !req.resume
+        {
+            check_name(run, "run")?;
+            cfg.global_from = Some(self.catalog.root().join(run));
+            cfg.global_from_best = true;
+            cfg.check()?;
+        }
         self.catalog.dataset(&req.dataset)?;
         let busy = registry
             .jobs()?
@@ -286,13 +317,20 @@ impl Jobs {
             if existing.is_some_and(|r| r.status == shared::api::RunStatus::Finished) {
                 continue;
             }
+            // a resumed run keeps its recorded configuration
+            let resume = existing.is_some();
             let req = JobRequest {
                 run: name.into(),
                 dataset: dataset.into(),
-                config,
-                resume: existing.is_some(),
+                config: if resume {
+                    serde_json::json!({})
+                } else {
+                    config
+                },
+                resume,
             };
-            queued.push(self.submit(&req)?);
+            let from = (name == DEMO_PERPEFT).then_some(DEMO_GLOBAL);
+            queued.push(self.submit_from(&req, from)?);
         }
         Ok(queued)
     }
@@ -385,7 +423,7 @@ impl Jobs {
         let cfg: TrainConfig = serde_json::from_str(&job.config)
             .map_err(|e| Error::Compute(format!("job {id}'s configuration: {e}")))?;
         let dataset = self.catalog.dataset(&job.dataset)?;
-        let model = SasRecConfig::new(dataset.n_items());
+        let model = cfg.sasrec(dataset.n_items());
         let dir = self.catalog.root().join(&job.run);
         let start = if job.resume {
             Start::Resume
@@ -422,23 +460,35 @@ pub fn point(e: &EpochRecord) -> EpochPoint {
     }
 }
 
-/// The demo set: `(run name, TrainConfig fields)`, the full schedules of the results table.
+// named apart from the demo runs of the reference recipe that earlier versions trained, which
+// stay served as they are
+const DEMO_GLOBAL: &str = "demo2-global-iisan";
+const DEMO_PERPEFT: &str = "demo2-perpeft-iisan";
+
+/// The demo set: `(run name, TrainConfig fields)`, the recommended recipe with the schedules of
+/// the results table's ml-100k rows. The PerPEFT run starts from the demo's global run at its
+/// best validation epoch (queued after it; the server sets `global_from`).
 pub fn demo_runs() -> Vec<(&'static str, serde_json::Value)> {
     use serde_json::json;
     vec![
-        ("demo-id-only", json!({ "method": "id-only" })),
         (
-            "demo-frozen-minilm",
-            json!({ "method": "frozen", "backbone": "minilm" }),
+            "demo2-id-only",
+            json!({ "method": "id-only", "epochs": 100, "patience": 10 }),
         ),
         (
-            "demo-global-iisan",
-            json!({ "method": "global-peft", "backbone": "minilm", "peft": { "kind": "iisan" } }),
+            "demo2-frozen-minilm",
+            json!({ "method": "frozen", "backbone": "minilm", "epochs": 100, "patience": 10 }),
         ),
         (
-            "demo-perpeft-iisan",
+            DEMO_GLOBAL,
+            json!({ "method": "global-peft", "backbone": "minilm", "peft": { "kind": "iisan" },
+                    "epochs": 100, "patience": 10 }),
+        ),
+        (
+            DEMO_PERPEFT,
             json!({ "method": "perpeft", "backbone": "minilm", "peft": { "kind": "iisan" },
-                    "groups": 8, "global_epochs": 10, "epochs": 20 }),
+                    "groups": 8, "epochs": 30, "patience": 5,
+                    "freeze_shared": true, "group_select": true }),
         ),
     ]
 }

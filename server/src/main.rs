@@ -11,7 +11,9 @@ use std::sync::Arc;
 use perpeft::api::auth::{TOKEN_ENV, TokenSource, load_token};
 use perpeft::api::{AppState, router, serve};
 use perpeft::catalog::{Catalog, DataSource};
-use perpeft::config::{BackboneChoice, Method, Modality, PeftKind, SasRecConfig, TrainConfig};
+use perpeft::config::{
+    BackboneChoice, Loss, Method, Modality, PeftKind, Preset, TrainConfig, Windows,
+};
 use perpeft::data::{self, Dataset, Format};
 use perpeft::device::DeviceChoice;
 use perpeft::eval::evaluate_run;
@@ -120,13 +122,15 @@ struct TrainArgs {
     config: Option<PathBuf>,
     #[command(flatten)]
     flags: ConfigFlags,
-    /// SASRec padding treatment: reference (the PerPEFT code) or standard (masked).
-    #[arg(long, default_value = "reference")]
-    mode: Mode,
+    /// Where the configuration starts, before --config and the flags: the validated defaults
+    /// (recommended) or the PerPEFT reference recipe exactly (reference).
+    #[arg(long, value_enum, default_value = "recommended")]
+    preset: Preset,
     /// Run directory; its parent holds the run registry (`registry.sqlite`).
     #[arg(long, default_value = "runs/default")]
     out: PathBuf,
-    /// Continue the run in --out from its last completed epoch (same flags; --epochs may grow).
+    /// Continue the run in --out from its last completed epoch, with its recorded configuration
+    /// (flags given must agree with it; --epochs may grow).
     #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
     /// Replace an existing run of the same name (its directory and registry rows).
@@ -148,13 +152,13 @@ struct ConfigFlags {
     /// CLIP directory in the Hugging Face layout (for --backbone clip).
     #[arg(long)]
     clip_dir: Option<PathBuf>,
-    /// Epochs (of the per-group stage for perpeft) [default: 30].
+    /// Epochs at most (of the per-group stage for perpeft) [recommended: 200; reference: 30].
     #[arg(long)]
     epochs: Option<usize>,
     /// Seed of initialisation, sampling, dropout and grouping [default: 42].
     #[arg(long)]
     seed: Option<u64>,
-    /// AdamW learning rate of SASRec and the projector [default: 1e-3].
+    /// AdamW learning rate of SASRec and the projector [recommended: 2e-3; reference: 1e-3].
     #[arg(long)]
     lr: Option<f64>,
     /// AdamW weight decay of SASRec and the projector [default: 1e-4].
@@ -174,10 +178,16 @@ struct ConfigFlags {
     /// Epochs of perpeft's global stage [default: 10]; --epochs counts the per-group stage.
     #[arg(long)]
     global_epochs: Option<usize>,
-    /// perpeft: take the global stage from this finished global-peft run (its last epoch;
-    /// --global-epochs must equal its epochs) instead of training it.
+    /// perpeft: take the global stage from this finished global-peft run instead of training
+    /// it: its last epoch (--global-epochs must equal its epochs), or its best with
+    /// --global-from-best.
     #[arg(long)]
     global_from: Option<PathBuf>,
+    /// perpeft with --global-from: start from that run's best validation epoch (a global run
+    /// trained with early stopping) instead of its last.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    global_from_best: bool,
     /// Ablation: random user groups instead of k-means.
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -193,14 +203,60 @@ struct ConfigFlags {
     /// Ablation: which item-feature halves to use (both, text, image).
     #[arg(long, value_enum)]
     modality: Option<Modality>,
+    /// Users' windows per batch [recommended: 128; reference: 16].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// SASRec's window length [recommended: 50; reference: 10].
+    #[arg(long)]
+    max_len: Option<usize>,
+    /// SASRec's dropout [0.3].
+    #[arg(long)]
+    dropout: Option<f64>,
+    /// SASRec padding treatment: reference (the PerPEFT code) or standard (masked)
+    /// [recommended: standard].
+    #[arg(long)]
+    mode: Option<Mode>,
+    /// Targets per user and epoch: the last window (reference) or all windows [recommended:
+    /// all].
+    #[arg(long, value_enum)]
+    windows: Option<Windows>,
+    /// Loss: bce (reference), bpr or ce (softmax) [recommended: ce].
+    #[arg(long, value_enum)]
+    loss: Option<Loss>,
+    /// Sampled negatives: per target position (bce, bpr), or per batch shared by its positions
+    /// (ce; 0 = full softmax over every item) [recommended: 0; reference: 1].
+    #[arg(long)]
+    negatives: Option<usize>,
+    /// Early stopping: epochs without a better validation NDCG@20 (0: never) [recommended:
+    /// 20; reference: 0].
+    #[arg(long)]
+    patience: Option<usize>,
+    /// perpeft: keep the shared SASRec fixed in the per-group stage.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    freeze_shared: bool,
+    /// perpeft (IISAN, --freeze-shared): each group keeps the adapter and projector of its best
+    /// epoch on its own users' validation, or the global stage's when no epoch beats it.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    group_select: bool,
 }
 
 impl TrainArgs {
-    /// The configuration: defaults, then the TOML file, then the flags.
+    /// The configuration: the preset, then the TOML file, then the flags; with `--resume`, the
+    /// run's recorded configuration, then the flags.
     fn config(&self) -> anyhow::Result<TrainConfig> {
+        if self.resume {
+            let record = RunDir::new(&self.out).read_record()?;
+            let base = match &self.config {
+                Some(path) => record.train.with_toml_file(path)?,
+                None => record.train,
+            };
+            return Ok(base.with_overrides(&self.flags)?);
+        }
         let base = match &self.config {
-            Some(path) => TrainConfig::from_toml_file(path)?,
-            None => TrainConfig::default(),
+            Some(path) => self.preset.config().with_toml_file(path)?,
+            None => self.preset.config(),
         };
         Ok(base.with_overrides(&self.flags)?)
     }
@@ -308,7 +364,7 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let dataset = load_dataset(&args.data)?;
     let resolved = args.device.resolve()?;
     let cfg = args.config()?;
-    let model_cfg = SasRecConfig::new(dataset.n_items()).with_mode(args.mode);
+    let model_cfg = cfg.sasrec(dataset.n_items());
     let start = if args.resume {
         Start::Resume
     } else if args.overwrite {
@@ -339,6 +395,22 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
     );
     if let Some(mib) = record.peak_rss_mib {
         println!("peak resident memory {mib:.0} MiB");
+    }
+    if let (Some((pop, _)), Some(beats)) = (&record.popularity, record.beats_popularity()) {
+        let best = &record.best().valid;
+        if beats {
+            println!(
+                "beats the popularity baseline on validation: NDCG@20 {:.4} vs {:.4}",
+                best.ndcg20, pop.ndcg20
+            );
+        } else {
+            println!(
+                "WARNING: this model does NOT beat the popularity baseline on validation \
+                 (NDCG@20 {:.4} vs popularity {:.4}): recommend by popularity instead, or train \
+                 longer or differently",
+                best.ndcg20, pop.ndcg20
+            );
+        }
     }
     Ok(())
 }

@@ -238,7 +238,7 @@ fn the_batch_local_table_gives_the_full_table_loss() {
         model.table_rows(Some(rows), t.items),
         t.seq,
         t.pos,
-        t.neg,
+        t.neg.unwrap(),
     );
     let (a, b): (f32, f32) = (full.into_scalar(), part.into_scalar());
     assert!((a - b).abs() < 1e-6, "{a} vs {b}");
@@ -253,9 +253,29 @@ fn configuration_files_are_read_strictly() {
     let cfg = TrainConfig::from_toml_file(&good).unwrap();
     assert_eq!((cfg.method, cfg.epochs, cfg.lr), (Method::Frozen, 7, 5e-4));
     assert_eq!(cfg.batch_size, 16, "unspecified fields keep their defaults");
+    // over the recommended preset: the file's fields win, the preset keeps the rest
+    let over = TrainConfig::recommended().with_toml_file(&good).unwrap();
+    assert_eq!(
+        (over.method, over.epochs, over.lr),
+        (Method::Frozen, 7, 5e-4)
+    );
+    let rec = TrainConfig::recommended();
+    assert_eq!(
+        (over.batch_size, over.windows, over.loss, over.max_len),
+        (rec.batch_size, rec.windows, rec.loss, rec.max_len)
+    );
+    assert_ne!(
+        rec.batch_size, 16,
+        "the presets differ where this test looks"
+    );
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "method = \"frozen\"\nepoch = 7\n").unwrap();
     let err = TrainConfig::from_toml_file(&bad).unwrap_err().to_string();
+    assert!(err.contains("bad.toml") && err.contains("epoch"), "{err}");
+    let err = TrainConfig::recommended()
+        .with_toml_file(&bad)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("bad.toml") && err.contains("epoch"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

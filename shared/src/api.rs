@@ -415,7 +415,8 @@ pub struct JobRequest {
     pub run: String,
     /// Dataset name in the server's data directory.
     pub dataset: String,
-    /// `TrainConfig` fields (method, epochs, peft, groups, seed, …); server paths are refused.
+    /// `TrainConfig` fields (method, epochs, peft, groups, seed, …) over a preset
+    /// (`"preset": "recommended"`, the default, or `"reference"`); server paths are refused.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub config: serde_json::Value,

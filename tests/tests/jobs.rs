@@ -172,6 +172,16 @@ async fn bad_jobs_are_refused_with_the_reason() {
             "to resume",
         ),
         (json!({ "dataset": "ml-100k" }), 422, "run"),
+        (
+            json!({ "run": "x", "dataset": "ml-100k", "config": { "preset": "best" } }),
+            422,
+            "preset must be",
+        ),
+        (
+            json!({ "run": ID_ONLY, "dataset": "ml-100k", "config": { "preset": "reference" }, "resume": true }),
+            422,
+            "\"preset\"",
+        ),
     ] {
         let (s, v) = submit(body.clone(), t).await;
         assert_eq!(s, status, "{body}: {v}");
@@ -196,23 +206,41 @@ async fn bad_jobs_are_refused_with_the_reason() {
 #[tokio::test]
 async fn a_job_is_followed_from_queued_to_finished_and_its_run_served() {
     let _one = serialised().await;
-    let blocker = json!({ "run": "job-blocker", "dataset": "ml-100k", "config": { "epochs": 12 } });
+    let blocker = json!({ "run": "job-blocker", "dataset": "ml-100k", "config": { "preset": "reference", "epochs": 12 } });
     let (status, b) = submit(blocker, Some(TOKEN)).await;
     assert_eq!(status, 201, "{b}");
     let blocker = serde_json::from_value::<Job>(b).unwrap().id;
-    let body =
-        json!({ "run": "job-sse", "dataset": "ml-100k", "config": { "epochs": 3, "seed": 7 } });
+    let body = json!({ "run": "job-sse", "dataset": "ml-100k", "config": { "preset": "reference", "epochs": 3, "seed": 7 } });
     let (status, queued) = submit(body.clone(), Some(TOKEN)).await;
     assert_eq!(status, 201, "{queued}");
     let queued: Job = serde_json::from_value(queued).unwrap();
     assert_eq!(queued.status, JobStatus::Queued);
     assert_eq!(queued.config["epochs"], json!(3));
+    // the reference preset: the last window, BCE, batch 16
+    assert_eq!(
+        (
+            &queued.config["windows"],
+            &queued.config["loss"],
+            &queued.config["batch_size"]
+        ),
+        (&json!("last"), &json!("bce"), &json!(16))
+    );
     // the same run cannot be queued twice
     let (status, err) = submit(body, Some(TOKEN)).await;
     assert_eq!(status, 409, "{err}");
     let doomed = json!({ "run": "job-never", "dataset": "ml-100k" });
     let (_, d) = submit(doomed, Some(TOKEN)).await;
-    let doomed = serde_json::from_value::<Job>(d).unwrap().id;
+    let doomed: Job = serde_json::from_value(d).unwrap();
+    // no preset: the recommended one, as `perpeft train`
+    assert_eq!(
+        (
+            &doomed.config["windows"],
+            &doomed.config["loss"],
+            &doomed.config["mode"]
+        ),
+        (&json!("all"), &json!("ce"), &json!("standard"))
+    );
+    let doomed = doomed.id;
     // cancelled while still queued (the blocker runs): it never starts
     let resp = reqwest::Client::new()
         .delete(url(&format!("/api/jobs/{doomed}")))
@@ -301,7 +329,7 @@ async fn a_job_is_followed_from_queued_to_finished_and_its_run_served() {
 #[tokio::test]
 async fn a_cancelled_jobs_run_resumes_with_a_new_job() {
     let _one = serialised().await;
-    let body = json!({ "run": "job-cancel", "dataset": "ml-100k", "config": { "epochs": 40 } });
+    let body = json!({ "run": "job-cancel", "dataset": "ml-100k", "config": { "preset": "reference", "epochs": 40 } });
     let (status, j) = submit(body, Some(TOKEN)).await;
     assert_eq!(status, 201, "{j}");
     let id = serde_json::from_value::<Job>(j).unwrap().id;

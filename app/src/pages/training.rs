@@ -94,6 +94,7 @@ fn JobForm(token: RwSignal<String>) -> impl IntoView {
     let global_epochs = RwSignal::new("10".to_string());
     let groups = RwSignal::new("8".to_string());
     let seed = RwSignal::new("42".to_string());
+    let preset = RwSignal::new("recommended".to_string());
     let message = RwSignal::new(None::<(bool, String)>);
     let busy = RwSignal::new(false);
     let navigate = use_navigate();
@@ -115,6 +116,7 @@ fn JobForm(token: RwSignal<String>) -> impl IntoView {
         };
         let config = (|| -> Result<serde_json::Value, String> {
             let mut c = json!({
+                "preset": preset.get(),
                 "method": method.get(),
                 "epochs": num(epochs, "Epochs")?,
                 "seed": num(seed, "Seed")?,
@@ -188,6 +190,11 @@ fn JobForm(token: RwSignal<String>) -> impl IntoView {
                         }).collect_view()
                     })}
                 </Transition>
+            </select>
+            <label for="job-preset">"Recipe"</label>
+            <select id="job-preset" on:change=move |ev| preset.set(event_target_value(&ev))>
+                <option value="recommended" selected=true>"Recommended (all of each history, softmax, early stopping)"</option>
+                <option value="reference">"PerPEFT reference (last window, BCE, batch 16)"</option>
             </select>
             <label for="job-method">"Method"</label>
             <select id="job-method" on:change=move |ev| method.set(event_target_value(&ev))>

@@ -123,6 +123,36 @@ pub enum Modality {
     Image,
 }
 
+/// Which training targets an epoch takes from each user's training sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Windows {
+    /// The last `max_len` (input → next) pairs of each user, once per epoch (the reference).
+    #[default]
+    Last,
+    /// Every (input → next) pair of each user: the training sequence cut from its end into
+    /// windows of `max_len` targets, each window a row of its own.
+    All,
+}
+
+/// The training loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Loss {
+    /// Binary cross-entropy of the positive against `negatives` sampled negatives (the
+    /// reference, with one).
+    #[default]
+    Bce,
+    /// Bayesian personalised ranking: `-log σ(s⁺ − s⁻)` over `negatives` sampled negatives.
+    Bpr,
+    /// Softmax cross-entropy. With `negatives = 0` over every item (each step builds the whole
+    /// item table: cheap for IDs, frozen features and IISAN, costly for LoRA/(IA)3); with
+    /// `negatives = n` over each position's positive and `n` negatives drawn once per batch
+    /// (sampled softmax; LoRA/(IA)3 always sample, 256 when `negatives = 0`). In PerPEFT's per-group stage both run over the group's negative pool
+    /// (plus the positive) unless `uniform_negatives`.
+    Ce,
+}
+
 /// Which PEFT method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -188,7 +218,7 @@ pub struct TrainConfig {
     pub cache_dir: PathBuf,
     /// Epochs.
     pub epochs: usize,
-    /// Users per batch (reference: 16).
+    /// Windows per batch (reference: 16, one per user).
     pub batch_size: usize,
     /// AdamW learning rate of SASRec and the projector.
     pub lr: f64,
@@ -219,6 +249,33 @@ pub struct TrainConfig {
     /// training it. The global stage is seeded as a `global-peft` run is, so with the same
     /// seed and `global_epochs` equal to its epochs the result is the same as training it.
     pub global_from: Option<PathBuf>,
+    /// `perpeft` with `global_from`: start from that run's best validation epoch instead of its
+    /// last (a global run trained with early stopping).
+    pub global_from_best: bool,
+    /// SASRec's window length `L` (reference: 10): the input length at training and inference.
+    pub max_len: usize,
+    /// SASRec's dropout rate (reference: 0.3).
+    pub dropout: f64,
+    /// SASRec's padding treatment (reference: no padding mask).
+    pub mode: Mode,
+    /// Which targets an epoch takes from each user (reference: the last window).
+    pub windows: Windows,
+    /// The loss (reference: BCE).
+    pub loss: Loss,
+    /// Sampled negatives: per target position for BCE and BPR; per batch, shared by its
+    /// positions, for CE (0: a full softmax over every item).
+    pub negatives: usize,
+    /// Stop when validation NDCG@20 has not improved for this many epochs (0: never).
+    pub patience: usize,
+    /// `perpeft`: keep the shared SASRec (ID and position embeddings included) as the global
+    /// stage left it during the per-group stage, training only the groups' adapters and
+    /// projectors.
+    pub freeze_shared: bool,
+    /// `perpeft` (IISAN, with `freeze_shared`): after each per-group epoch, a group whose own
+    /// users' validation NDCG@20 did not improve goes back to its adapter and projector from
+    /// before the epoch, so each group ends with its best epoch's, or the global stage's when
+    /// no epoch beat it.
+    pub group_select: bool,
 }
 
 impl Default for TrainConfig {
@@ -244,15 +301,125 @@ impl Default for TrainConfig {
             large_global: false,
             modality: Modality::Both,
             global_from: None,
+            global_from_best: false,
+            max_len: 10,
+            dropout: 0.3,
+            mode: Mode::Reference,
+            windows: Windows::Last,
+            loss: Loss::Bce,
+            negatives: 1,
+            patience: 0,
+            freeze_shared: false,
+            group_select: false,
+        }
+    }
+}
+
+/// Shared negatives of a CE step with LoRA/(IA)3 when `negatives` is 0 (a full softmax would
+/// encode every item through the backbone at every step).
+pub const ADAPTER_SHARED_NEGATIVES: usize = 256;
+
+/// Named starting points of a configuration, before a file's fields and the flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// The validated defaults (docs/RESULTS.md, "What we learned").
+    #[default]
+    Recommended,
+    /// The PerPEFT reference recipe exactly ([`TrainConfig::default`]).
+    Reference,
+}
+
+impl Preset {
+    /// The configuration this preset starts from.
+    pub fn config(self) -> TrainConfig {
+        match self {
+            Self::Recommended => TrainConfig::recommended(),
+            Self::Reference => TrainConfig::default(),
         }
     }
 }
 
 impl TrainConfig {
-    /// Reads a TOML configuration file (unknown keys are an error naming the file).
+    /// The validated defaults of `perpeft train` (chosen on validation NDCG@20 only; the
+    /// figures are in docs/RESULTS.md): every target of every user, longer windows with
+    /// padding masked, and a full softmax. Everything else is the reference's.
+    pub fn recommended() -> Self {
+        Self {
+            max_len: 50,
+            dropout: 0.3,
+            mode: Mode::Standard,
+            windows: Windows::All,
+            loss: Loss::Ce,
+            negatives: 0,
+            lr: 2e-3,
+            batch_size: 128,
+            epochs: 200,
+            patience: 20,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the loss is a softmax over every item (CE without sampled negatives: each step
+    /// builds the whole item table). Never for LoRA/(IA)3, whose table would take the backbone
+    /// over every item at every step: they sample [`ADAPTER_SHARED_NEGATIVES`] instead.
+    pub fn full_softmax(&self) -> bool {
+        self.loss == Loss::Ce && self.negatives == 0 && !self.adapts_backbone()
+    }
+
+    /// Whether items are encoded through the backbone at every step (LoRA, (IA)3).
+    fn adapts_backbone(&self) -> bool {
+        self.method.is_peft() && self.peft.kind != PeftKind::Iisan
+    }
+
+    /// Negatives the sampler draws per target position (BCE, BPR).
+    pub fn negatives_per_position(&self) -> usize {
+        if self.loss == Loss::Ce {
+            0
+        } else {
+            self.negatives
+        }
+    }
+
+    /// Negatives the sampler draws per batch, shared by its positions (sampled CE).
+    pub fn shared_negatives(&self) -> usize {
+        match self.loss {
+            Loss::Ce if self.negatives == 0 && self.adapts_backbone() => ADAPTER_SHARED_NEGATIVES,
+            Loss::Ce => self.negatives,
+            _ => 0,
+        }
+    }
+
+    /// SASRec's configuration for `n_items` items under this training configuration.
+    pub fn sasrec(&self, n_items: usize) -> SasRecConfig {
+        SasRecConfig {
+            max_len: self.max_len,
+            ..SasRecConfig::new(n_items)
+                .with_mode(self.mode)
+                .with_dropout(self.dropout)
+        }
+    }
+
+    /// Reads a TOML configuration file over the reference defaults (unknown keys are an error
+    /// naming the file).
     pub fn from_toml_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).at(path)?;
         toml::from_str(&text).map_err(|e| Error::format(path, e))
+    }
+
+    /// Reads a TOML configuration file over `self`: each field the file sets replaces this
+    /// configuration's (a `[peft]` table the whole PEFT part, its missing keys at their
+    /// defaults). Unknown keys and bad values are an error naming the file.
+    pub fn with_toml_file(&self, path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).at(path)?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| Error::format(path, e))?;
+        // checked whole first, so a file's own mistakes are reported with its name
+        let _: TrainConfig = table
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::format(path, e))?;
+        self.with_overrides(&table)
+            .map_err(|e| Error::format(path, e))
     }
 
     /// This configuration with the fields of `overrides` replaced: `overrides` serialises to a
@@ -288,6 +455,8 @@ impl TrainConfig {
             (self.random_groups, "random-groups"),
             (self.uniform_negatives, "uniform-negatives"),
             (self.large_global, "large"),
+            (self.freeze_shared, "freeze-shared"),
+            (self.group_select, "group-select"),
             (self.modality == Modality::Text, "text-only"),
             (self.modality == Modality::Image, "image-only"),
         ] {
@@ -318,6 +487,11 @@ impl TrainConfig {
                 "the large-global ablation is a global-peft run with LoRA".into(),
             ));
         }
+        if self.global_from_best && self.global_from.is_none() {
+            return Err(Error::Invalid(
+                "--global-from-best needs --global-from (the run to start from)".into(),
+            ));
+        }
         if self.global_from.is_some() && self.method != Method::Perpeft {
             return Err(Error::Invalid(format!(
                 "--global-from gives a perpeft run its global stage; this is a {} run",
@@ -343,6 +517,23 @@ impl TrainConfig {
                 self.peft_weight_decay.is_finite() && self.peft_weight_decay >= 0.0,
             ),
             ("peft.rank must be at least 1", self.peft.rank >= 1),
+            ("max_len must be at least 1", self.max_len >= 1),
+            ("dropout must be in [0, 1)", fraction(self.dropout)),
+            (
+                "negatives must be at least 1 for BCE and BPR",
+                self.loss == Loss::Ce || self.negatives >= 1,
+            ),
+            (
+                "freeze_shared is for perpeft's per-group stage",
+                !self.freeze_shared || self.method == Method::Perpeft,
+            ),
+            (
+                "group_select needs perpeft with IISAN and freeze_shared",
+                !self.group_select
+                    || (self.method == Method::Perpeft
+                        && self.peft.kind == PeftKind::Iisan
+                        && self.freeze_shared),
+            ),
             (
                 "peft.alpha must be a positive number",
                 positive(self.peft.alpha),

@@ -63,6 +63,28 @@ pub struct RunRecord {
     /// training several jobs reports its own peak).
     #[serde(default)]
     pub peak_rss_mib: Option<f64>,
+    /// The popularity baseline's (validation, test) metrics on the same split and protocol
+    /// (`eval::popularity`); absent in runs recorded before it existed.
+    #[serde(default)]
+    pub popularity: Option<(Metrics, Metrics)>,
+}
+
+impl RunRecord {
+    /// Whether the best epoch beats the popularity baseline on validation NDCG@20 (`None`
+    /// without a baseline or an epoch).
+    pub fn beats_popularity(&self) -> Option<bool> {
+        let (pop, _) = self.popularity.as_ref()?;
+        let best = self.epochs.iter().find(|e| e.epoch == self.best_epoch)?;
+        Some(best.valid.ndcg20 > pop.ndcg20)
+    }
+
+    /// The record of the best epoch (panics before the first epoch).
+    pub fn best(&self) -> &EpochRecord {
+        self.epochs
+            .iter()
+            .find(|e| e.epoch == self.best_epoch)
+            .expect("a best epoch is recorded")
+    }
 }
 
 /// The process's peak resident memory in MiB (`getrusage`), where the platform tells it.

@@ -39,13 +39,20 @@ impl RunDir {
         Ok(())
     }
 
-    /// Removes the checkpoints of epochs before `keep` (called once `keep` is recorded as done).
-    pub fn prune_checkpoints(&self, keep: usize) -> Result<()> {
+    /// Whether the model checkpoint of completed epoch `epoch` is on disk.
+    pub fn has_checkpoint(&self, epoch: usize) -> bool {
+        self.checkpoint_file(epoch, CheckpointPart::Model).exists()
+    }
+
+    /// Removes the checkpoints of epochs before `keep` (called once `keep` is recorded as done)
+    /// except the best epoch's (`best`), which a PerPEFT run can start from
+    /// (`global_from_best`).
+    pub fn prune_checkpoints(&self, keep: usize, best: usize) -> Result<()> {
         let dir = self.checkpoint_dir();
         for entry in std::fs::read_dir(&dir).at(&dir)? {
             let path = entry.at(&dir)?.path();
             let name = path.file_name().unwrap_or_default().to_string_lossy();
-            if RunDir::checkpoint_epoch(&name).is_some_and(|e| e < keep) {
+            if RunDir::checkpoint_epoch(&name).is_some_and(|e| e < keep && e != best) {
                 std::fs::remove_file(&path).at(&path)?;
             }
         }

@@ -220,12 +220,29 @@ impl RunDir {
         write_atomic(&self.record_file(), &json)
     }
 
-    /// Reads `run.json`.
+    /// Reads `run.json`. A record written before the training configuration held SASRec's
+    /// window, dropout and padding mode gets them from its model configuration (they were the
+    /// model's alone then), so it resumes and reloads as it was trained.
     pub fn read_record(&self) -> Result<RunRecord> {
-        read_json(
-            &self.record_file(),
-            "a run directory (is this the right path?)",
-        )
+        let path = self.record_file();
+        let mut value: serde_json::Value =
+            read_json(&path, "a run directory (is this the right path?)")?;
+        if let Some(model) = value.get("model").cloned()
+            && let Some(train) = value.get_mut("train").and_then(|t| t.as_object_mut())
+        {
+            for (field, from) in [
+                ("max_len", "max_len"),
+                ("dropout", "dropout"),
+                ("mode", "mode"),
+            ] {
+                if !train.contains_key(field)
+                    && let Some(v) = model.get(from)
+                {
+                    train.insert(field.into(), v.clone());
+                }
+            }
+        }
+        serde_json::from_value(value).map_err(|e| Error::format(&path, e))
     }
 
     /// Writes `groups.json`.

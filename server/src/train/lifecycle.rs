@@ -12,7 +12,7 @@ use shared::api::Metrics;
 use super::trainer::{Evaluation, Trainer};
 use crate::config::{EpochRecord, Groups, Method, RunRecord, SasRecConfig, TrainConfig};
 use crate::config::{code_version, select};
-use crate::data::Dataset;
+use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::store::{Registry, RunDir, Status};
 
@@ -112,6 +112,9 @@ impl RunState {
                     groups: None,
                     best_groups: Vec::new(),
                     peak_rss_mib: None,
+                    popularity: Some(crate::eval::popularity(&Split::leave_one_out(
+                        &how.dataset.sequences,
+                    ))),
                 };
                 let id = registry.create(&name, dir.path(), &record)?;
                 dir.save_record(&record)?;
@@ -197,7 +200,7 @@ impl RunState {
             }
         }
         self.record_artifact("checkpoint", &self.dir.checkpoint_dir(), Some(epoch))?;
-        self.dir.prune_checkpoints(epoch)?;
+        self.dir.prune_checkpoints(epoch, self.record.best_epoch)?;
         self.record.peak_rss_mib = crate::config::record::peak_rss_mib();
         self.dir.save_record(&self.record)
     }
@@ -227,7 +230,7 @@ fn resumed_record(
     } == *how.cfg;
     if record.model != *how.model || !same_train {
         return Err(Error::Conflict(format!(
-            "{name} was started with a different configuration; resume it with the same flags (only --epochs may change)"
+            "{name} was started with a different configuration; resume it with its own (`perpeft train --resume` takes it from run.json; only --epochs may change)"
         )));
     }
     record.train.epochs = how.cfg.epochs;

@@ -33,7 +33,7 @@ pub use observe::{Event, Observer, ProgressBars, Stage};
 pub use source::ItemSource;
 pub use trainer::Trainer;
 
-use crate::config::{Method, RunRecord, SasRecConfig, TrainConfig};
+use crate::config::{Method, RunRecord, SasRecConfig, TrainConfig, Windows};
 use crate::data::sampler::Sampler;
 use crate::data::{Dataset, Split};
 use crate::device::Resolved;
@@ -68,14 +68,31 @@ pub fn train_with(
 ) -> Result<RunRecord> {
     cfg.check()?;
     let split = Split::leave_one_out(&dataset.sequences);
+    if *model_cfg != cfg.sasrec(model_cfg.n_items) {
+        return Err(Error::Invalid(format!(
+            "the model's window, dropout or padding mode ({}, {}, {:?}) is not the configuration's ({}, {}, {:?})",
+            model_cfg.max_len,
+            model_cfg.dropout,
+            model_cfg.mode,
+            cfg.max_len,
+            cfg.dropout,
+            cfg.mode
+        )));
+    }
     let sampler = Sampler::new(
         &split.train,
         dataset.n_items(),
         model_cfg.max_len,
         cfg.batch_size,
         cfg.seed,
-    );
-    if let Some(&u) = sampler.users_without_negatives().first() {
+    )
+    .with_all_windows(cfg.windows == Windows::All)
+    .with_negatives_per_position(cfg.negatives_per_position())
+    .with_shared_negatives(cfg.shared_negatives());
+    // only per-position negatives exclude a user's items (a softmax's shared ones do not)
+    if cfg.negatives_per_position() > 0
+        && let Some(&u) = sampler.users_without_negatives().first()
+    {
         return Err(Error::Invalid(format!(
             "user {:?} of {} has interacted with every item in training: no negative item can be sampled",
             dataset.user_ids[u], dataset.name

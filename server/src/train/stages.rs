@@ -20,7 +20,7 @@ use crate::data::sampler::{Batch, Negatives, Sampler, group_pool};
 use crate::error::{Error, Result};
 use crate::eval::window;
 use crate::rec::SasRec;
-use crate::store::RunDir;
+use crate::store::{Registry, RunDir};
 
 /// What the stages share: the configuration, the split and the sampler of all users.
 pub struct Plan<'a> {
@@ -68,8 +68,8 @@ pub fn global_stage(
 }
 
 /// Stage 1 of PerPEFT taken from the finished `global-peft` run in `src`: its last epoch's
-/// SASRec, projector and adapter (not its best validation epoch: the global stage is not
-/// evaluated). The run must match this one in everything stage 1 depends on. Returns the
+/// SASRec, projector and adapter (the reference's global stage is not evaluated), or with
+/// `global_from_best` its best validation epoch's. The run must match this one in everything stage 1 depends on. Returns the
 /// training seconds it spent.
 pub fn reuse_global(run: &RunState, trainer: &mut Trainer<'_>, src: &RunDir) -> Result<f64> {
     let cfg = &run.record.train;
@@ -95,23 +95,55 @@ pub fn reuse_global(run: &RunState, trainer: &mut Trainer<'_>, src: &RunDir) -> 
             c.modality,
             c.large_global,
             c.batch_size,
+            (c.windows, c.loss, c.negatives),
         )
     };
     if source.model != run.record.model || stage_one(&source.train) != stage_one(cfg) {
         return Err(Error::Invalid(format!(
-            "{at} was trained with a different model, backbone, adapter, modality or batch size than this run asks for"
+            "{at} was trained with a different model, backbone, adapter, modality, batch size, windows, loss or negatives than this run asks for"
         )));
     }
     let done = source.epochs.len();
-    if done != cfg.global_epochs || done < source.train.epochs {
-        return Err(Error::Invalid(format!(
-            "{at} has {done} of {} epochs done; the global stage here is {} epochs (pass --global-epochs {done} for a finished run)",
-            source.train.epochs, cfg.global_epochs
-        )));
-    }
-    trainer.load_checkpoint_model(src, done)?;
-    tracing::info!(from = %at, epochs = done, "global stage reused");
-    Ok(source.epochs.iter().map(|e| e.train_seconds).sum())
+    let epoch = if cfg.global_from_best {
+        let finished = Registry::for_run(src)?
+            .list()?
+            .iter()
+            .any(|r| r.name == src.name() && r.status == "finished");
+        if !finished || source.best_epoch == 0 {
+            return Err(Error::Invalid(format!(
+                "{at} has not finished: --global-from-best takes the best epoch of a finished run"
+            )));
+        }
+        if !src.has_checkpoint(source.best_epoch) {
+            return Err(Error::Invalid(format!(
+                "{at} has no checkpoint of its best epoch {} (runs trained before checkpoints of the best epoch were kept): start from its last epoch with --global-epochs {done} instead of --global-from-best",
+                source.best_epoch
+            )));
+        }
+        source.best_epoch
+    } else {
+        if source.train.patience > 0 && done != cfg.global_epochs {
+            return Err(Error::Invalid(format!(
+                "{at} stops early (patience {}): start from its best epoch with --global-from-best",
+                source.train.patience
+            )));
+        }
+        if done != cfg.global_epochs || done < source.train.epochs {
+            return Err(Error::Invalid(format!(
+                "{at} has {done} of {} epochs done; the global stage here is {} epochs (pass --global-epochs {done} for a finished run)",
+                source.train.epochs, cfg.global_epochs
+            )));
+        }
+        done
+    };
+    trainer.load_checkpoint_model(src, epoch)?;
+    tracing::info!(from = %at, epoch, "global stage reused");
+    Ok(source
+        .epochs
+        .iter()
+        .filter(|e| e.epoch <= epoch)
+        .map(|e| e.train_seconds)
+        .sum())
 }
 
 /// Stage 2 of PerPEFT: the user groups from the global model (k-means over each user's state,
@@ -222,6 +254,18 @@ pub fn evaluated_stage(
     let cfg = plan.cfg;
     let samplers =
         groups.map(|g| group_samplers(&plan.sampler, plan.split, g, cfg.uniform_negatives));
+    if let Some(g) = groups
+        && cfg.full_softmax()
+        && !cfg.uniform_negatives
+    {
+        // the full softmax's counterpart of group-restricted negatives
+        let pools: Vec<Vec<u32>> = g
+            .members()
+            .iter()
+            .map(|users| group_pool(&plan.split.train, users))
+            .collect();
+        trainer.restrict_candidates(&pools);
+    }
     let per_epoch = match &samplers {
         Some(s) => s.iter().map(|s| s.batches_per_epoch()).sum(),
         None => plan.sampler.batches_per_epoch(),
@@ -240,7 +284,30 @@ pub fn evaluated_stage(
     if observer.on(&start).is_break() {
         return Err(stopped_after("the start of training"));
     }
+    // group selection: each group's best validation NDCG@20 so far, starting from the model as
+    // it is (the global stage's, or on resume the checkpoint, which holds each group's best)
+    let mut group_best: Option<Vec<f64>> = match groups {
+        Some(g) if cfg.group_select && first <= cfg.epochs => Some(
+            trainer
+                .evaluate(Some(g))?
+                .per_group
+                .iter()
+                .map(|(v, _)| v.ndcg20)
+                .collect(),
+        ),
+        _ => None,
+    };
     for epoch in first..=cfg.epochs {
+        // checked before the epoch, so a run resumed after its early stop stops at once
+        if epoch > 1 && patience_spent(cfg.patience, epoch - 1, run.record.best_epoch) {
+            tracing::info!(
+                after = epoch - 1,
+                best_epoch = run.record.best_epoch,
+                patience = cfg.patience,
+                "early stop: validation NDCG@20 has not improved"
+            );
+            break;
+        }
         let clock = Instant::now();
         trainer.device().seed(epoch_seed(cfg.seed, epoch));
         let batches: Vec<(usize, Batch)> = match &samplers {
@@ -252,9 +319,25 @@ pub fn evaluated_stage(
                 .map(|b| (0, b))
                 .collect(),
         };
+        let before = group_best.as_ref().map(|_| trainer.group_state());
         let loss = trainer.epoch(&batches, Stage::Evaluated, epoch, observer)?;
         let train_seconds = clock.elapsed().as_secs_f64();
-        let eval = trainer.evaluate(groups)?;
+        let mut eval = trainer.evaluate(groups)?;
+        if let (Some(best), Some(before)) = (&mut group_best, &before) {
+            let mut back = Vec::new();
+            for (g, (v, _)) in eval.per_group.iter().enumerate() {
+                if v.ndcg20 > best[g] {
+                    best[g] = v.ndcg20;
+                } else {
+                    back.push(g);
+                }
+            }
+            if !back.is_empty() {
+                tracing::info!(epoch, groups = ?back, "groups back to their best adapters");
+                trainer.restore_groups(before, &back);
+                eval = trainer.evaluate(groups)?;
+            }
+        }
         let eval_seconds = clock.elapsed().as_secs_f64() - train_seconds;
         let e = EpochRecord {
             epoch,
@@ -284,4 +367,10 @@ pub fn evaluated_stage(
         }
     }
     Ok(())
+}
+
+/// Whether training stops after `epoch`: `patience` epochs (> 0) have passed since the best
+/// one.
+pub fn patience_spent(patience: usize, epoch: usize, best_epoch: usize) -> bool {
+    patience > 0 && epoch >= best_epoch + patience
 }

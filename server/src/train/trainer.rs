@@ -17,7 +17,7 @@ use crate::device::Resolved;
 use crate::error::{Error, Result};
 use crate::eval::{Phase, evaluate_grouped};
 use crate::peft::Peft;
-use crate::rec::loss::bce_loss;
+use crate::rec::loss::{Candidates, EXCLUDED, loss};
 use crate::rec::{Projector, Recommender};
 use crate::store::RunDir;
 
@@ -52,6 +52,28 @@ pub struct Trainer<'a> {
     device: Device,
     /// The same device without autodiff, for evaluation.
     inner: Device,
+    /// Per group, the full softmax's score bias over every item (0 for candidates,
+    /// [`EXCLUDED`] otherwise; row 0 always excluded); one entry for all groups by default.
+    candidates: Vec<Tensor<1>>,
+    /// Whether steps leave SASRec as it is (PerPEFT's per-group stage with `freeze_shared`).
+    freeze_shared: bool,
+}
+
+/// A copy of the per-group trainable parts ([`Trainer::group_state`]).
+pub struct GroupState {
+    projectors: Vec<Projector>,
+    iisan: Option<Vec<crate::peft::iisan::Iisan>>,
+}
+
+/// The softmax bias over rows `0..n` that excludes row 0 and every row not in `keep`
+/// (`None`: keep all).
+fn candidate_bias(n: usize, keep: Option<&[u32]>, device: &Device) -> Tensor<1> {
+    let mut bias = vec![if keep.is_some() { EXCLUDED } else { 0.0 }; n];
+    for &i in keep.unwrap_or(&[]) {
+        bias[i as usize] = 0.0;
+    }
+    bias[0] = EXCLUDED;
+    Tensor::from_data(TensorData::new(bias, [n]), device)
 }
 
 fn adamw(weight_decay: f64) -> ModuleOptimizer {
@@ -81,6 +103,7 @@ impl<'a> Trainer<'a> {
                 .feature_dim()
                 .map(|d| Projector::new(d, model_cfg.hidden, &device)),
         );
+        let candidates = vec![candidate_bias(dataset.n_items() + 1, None, &device)];
         let trainer = Self {
             rec,
             source,
@@ -90,6 +113,8 @@ impl<'a> Trainer<'a> {
             cfg,
             device,
             inner,
+            candidates,
+            freeze_shared: false,
         };
         Ok((trainer, artifacts))
     }
@@ -110,7 +135,8 @@ impl<'a> Trainer<'a> {
     }
 
     /// Grows the projector and adapter banks to `k` copies of the current ones (the per-group
-    /// stage's warm start, docs/method.md §9.1), with fresh optimisers.
+    /// stage's warm start, docs/method.md §9.1), with fresh optimisers. From here on SASRec
+    /// stays as it is if the configuration says `freeze_shared`.
     pub fn replicate(&mut self, k: usize) {
         self.rec = self.rec.clone().replicate(k);
         self.source.replicate(k);
@@ -118,6 +144,41 @@ impl<'a> Trainer<'a> {
             adamw(self.cfg.weight_decay),
             adamw(self.cfg.peft_weight_decay),
         ];
+        self.freeze_shared = self.cfg.freeze_shared;
+    }
+
+    /// The per-group trainable parts (projectors, and IISAN modules), to go back to with
+    /// [`Trainer::restore_groups`].
+    pub fn group_state(&self) -> GroupState {
+        GroupState {
+            projectors: self.rec.projectors.clone(),
+            iisan: match &self.source {
+                ItemSource::Iisan { bank, .. } => Some(bank.modules.clone()),
+                _ => None,
+            },
+        }
+    }
+
+    /// Puts groups `groups` back to their parts in `state` (the others keep theirs).
+    pub fn restore_groups(&mut self, state: &GroupState, groups: &[usize]) {
+        for &g in groups {
+            self.rec.projectors[g] = state.projectors[g].clone();
+            if let (ItemSource::Iisan { bank, .. }, Some(modules)) =
+                (&mut self.source, &state.iisan)
+            {
+                bank.modules[g] = modules[g].clone();
+            }
+        }
+    }
+
+    /// Restricts the full softmax of group `g`'s batches to `pools[g]` (and the positives,
+    /// which are in the pool by construction: a group's pool holds its users' training items).
+    pub fn restrict_candidates(&mut self, pools: &[Vec<u32>]) {
+        let n = self.dataset.n_items() + 1;
+        self.candidates = pools
+            .iter()
+            .map(|p| candidate_bias(n, Some(p), &self.device))
+            .collect();
     }
 
     fn select(&mut self, g: usize) {
@@ -141,7 +202,7 @@ impl<'a> Trainer<'a> {
                 self.select(*g);
                 current = *g;
             }
-            let loss = self.step(batch, step)?;
+            let loss = self.step(batch, *g, step)?;
             loss_sum += loss;
             let event = Event::Step {
                 stage,
@@ -161,15 +222,33 @@ impl<'a> Trainer<'a> {
         Ok(loss_sum / plan.len().max(1) as f64)
     }
 
-    /// One AdamW step on `batch` with the active group's adapter and projector.
-    fn step(&mut self, batch: &Batch, step: usize) -> Result<f64> {
-        let local = LocalBatch::new(batch);
+    /// One AdamW step on `batch` with group `g`'s adapter and projector (the active ones).
+    fn step(&mut self, batch: &Batch, g: usize, step: usize) -> Result<f64> {
+        let full = self.cfg.full_softmax();
+        let local = if full {
+            LocalBatch::full(batch, self.dataset.n_items())
+        } else {
+            LocalBatch::new(batch)
+        };
         let t = local.tensors(&self.device);
+        let candidates = match t.shared {
+            Some((shared, bias)) => Candidates::Shared(shared, bias),
+            None => Candidates::All(self.candidates[g.min(self.candidates.len() - 1)].clone()),
+        };
         let features =
             self.source
                 .batch(self.dataset, &local.items, t.items.clone(), &self.device)?;
         let table = self.rec.table_rows(features, t.items);
-        let loss = bce_loss(&self.rec.sasrec, table, t.seq, t.pos, t.neg);
+        let loss = loss(
+            self.cfg.loss,
+            &self.rec.sasrec,
+            table,
+            t.seq,
+            t.pos,
+            t.neg,
+            t.targets,
+            candidates,
+        );
         let value = loss.clone().into_scalar::<f32>() as f64;
         if !value.is_finite() {
             return Err(Error::Diverged {
@@ -179,7 +258,11 @@ impl<'a> Trainer<'a> {
         }
         let mut grads = loss.backward();
         let [optim_rec, optim_peft] = &mut self.optimizers;
-        let g_rec = GradientsParams::from_module(&mut grads, &self.rec);
+        let g_rec = if self.freeze_shared {
+            GradientsParams::from_module(&mut grads, &self.rec.projectors)
+        } else {
+            GradientsParams::from_module(&mut grads, &self.rec)
+        };
         self.rec = optim_rec.step(self.cfg.lr, self.rec.clone(), g_rec);
         self.source.step(optim_peft, self.cfg.peft_lr, &mut grads);
         Ok(value)

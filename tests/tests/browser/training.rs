@@ -28,6 +28,7 @@ fn own_server() -> &'static TestServer {
 async fn submit(p: &Page, run: &str, epochs: usize) {
     p.type_into("#job-run", run).await;
     p.select("#job-dataset", "ml-100k").await;
+    p.select("#job-preset", "reference").await;
     p.select("#job-method", "id-only").await;
     p.type_into("#job-epochs", &epochs.to_string()).await;
     p.type_into("#job-seed", "7").await;
@@ -54,6 +55,7 @@ async fn a_job_started_from_the_form_is_followed_to_a_finished_run() {
     let p = Page::open_on(own_server()).await;
     p.goto("/training").await;
     // adapter and group fields only apply to the methods that have them
+    p.select("#job-preset", "reference").await;
     p.select("#job-method", "id-only").await;
     assert_eq!(
         p.attr("#job-adapter", "disabled").await.as_deref(),
