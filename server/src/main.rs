@@ -228,7 +228,7 @@ struct ConfigFlags {
     #[arg(long)]
     negatives: Option<usize>,
     /// Early stopping: epochs without a better validation NDCG@20 (0: never) [recommended:
-    /// 20; reference: 0].
+    /// 10; reference: 0].
     #[arg(long)]
     patience: Option<usize>,
     /// perpeft: keep the shared SASRec fixed in the per-group stage.

@@ -355,7 +355,7 @@ impl TrainConfig {
             lr: 2e-3,
             batch_size: 128,
             epochs: 200,
-            patience: 20,
+            patience: 10,
             ..Self::default()
         }
     }
