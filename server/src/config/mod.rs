@@ -323,10 +323,10 @@ pub const ADAPTER_SHARED_NEGATIVES: usize = 256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Preset {
-    /// The validated defaults (docs/RESULTS.md, "What we learned").
+    /// The recommended defaults (docs/RESULTS.md, "What we learned").
     #[default]
     Recommended,
-    /// The PerPEFT reference recipe exactly ([`TrainConfig::default`]).
+    /// The PerPEFT reference recipe ([`TrainConfig::default`]; docs/method.md §6).
     Reference,
 }
 
@@ -341,9 +341,9 @@ impl Preset {
 }
 
 impl TrainConfig {
-    /// The validated defaults of `perpeft train` (chosen on validation NDCG@20 only; the
-    /// figures are in docs/RESULTS.md): every target of every user, longer windows with
-    /// padding masked, and a full softmax. Everything else is the reference's.
+    /// The defaults of `perpeft train` (loss, learning rate, softmax and patience compared on
+    /// validation NDCG@20 only; docs/RESULTS.md): every target of every user, longer windows
+    /// with padding masked, and a full softmax. Everything else is the reference's.
     pub fn recommended() -> Self {
         Self {
             max_len: 50,
