@@ -247,10 +247,7 @@ impl<'a> Sampler<'a> {
             }
         }
         b.shared = (0..self.shared_negatives)
-            .map(|_| match &self.negatives {
-                Negatives::Pool(pool) => pool[rng.random_range(0..pool.len())],
-                Negatives::Uniform => rng.random_range(1..=self.n_items),
-            })
+            .map(|_| self.draw(true, rng))
             .collect();
         b
     }
@@ -259,25 +256,25 @@ impl<'a> Sampler<'a> {
     /// items.
     pub fn negative(&self, user: usize, rng: &mut impl Rng) -> u32 {
         let seen = &self.seen[user];
-        if let Negatives::Pool(pool) = &self.negatives
-            && self.pool_ok[user]
-        {
-            loop {
-                let item = pool[rng.random_range(0..pool.len())];
-                if seen.binary_search(&item).is_err() {
-                    return item;
-                }
-            }
-        }
+        // the pool, unless it holds nothing outside the user's history
+        let from_pool = matches!(self.negatives, Negatives::Pool(_)) && self.pool_ok[user];
         assert!(
-            seen.len() < self.n_items as usize,
+            from_pool || seen.len() < self.n_items as usize,
             "user {user} has interacted with every item: no negative exists"
         );
         loop {
-            let item = rng.random_range(1..=self.n_items);
+            let item = self.draw(from_pool, rng);
             if seen.binary_search(&item).is_err() {
                 return item;
             }
+        }
+    }
+
+    /// One item uniformly from the pool (`from_pool`, when there is one) or from all items.
+    fn draw(&self, from_pool: bool, rng: &mut impl Rng) -> u32 {
+        match &self.negatives {
+            Negatives::Pool(pool) if from_pool => pool[rng.random_range(0..pool.len())],
+            _ => rng.random_range(1..=self.n_items),
         }
     }
 }

@@ -40,21 +40,23 @@ pub fn bce_loss(
     let h = model.forward(seq, table.clone());
     let mask = pos.clone().not_equal_elem(0).float();
     let count = mask.clone().sum().clamp_min(1.0);
-    let s_pos = (h.clone() * embedding(table.clone(), pos))
-        .sum_dim(2)
-        .squeeze_dim::<2>(2);
+    let s_pos = item_scores(h.clone(), table.clone(), pos);
     let loss_pos = (log_sigmoid(s_pos).neg() * mask.clone()).sum() / count.clone();
     let [b, l, n] = neg.dims();
     let loss_neg = if n == 1 {
-        let s_neg = (h * embedding(table, neg.reshape([b, l])))
-            .sum_dim(2)
-            .squeeze_dim::<2>(2);
+        // the reference's one negative, computed as it always was (bit for bit)
+        let s_neg = item_scores(h, table, neg.reshape([b, l]));
         (log_sigmoid(s_neg.neg()).neg() * mask).sum() / count
     } else {
         let s_neg = negative_scores(h, table, neg);
         (log_sigmoid(s_neg.neg()).neg() * mask.unsqueeze_dim::<3>(2)).sum() / count
     };
     loss_pos + loss_neg + l2(model)
+}
+
+/// Scores of one item per position (`items`, `[B, L]`) from user states `h` `[B, L, d]`.
+fn item_scores(h: Tensor<3>, table: Tensor<2>, items: Tensor<2, Int>) -> Tensor<2> {
+    (h * embedding(table, items)).sum_dim(2).squeeze_dim::<2>(2)
 }
 
 /// Scores of the negatives, `[B, L, n]`, from user states `h` `[B, L, d]`.
@@ -77,10 +79,7 @@ pub fn bpr_loss(
     let n = neg.dims()[2];
     let mask = pos.clone().not_equal_elem(0).float().unsqueeze_dim::<3>(2);
     let count = mask.clone().sum().mul_scalar(n as f64).clamp_min(1.0);
-    let s_pos = (h.clone() * embedding(table.clone(), pos))
-        .sum_dim(2)
-        .squeeze_dim::<2>(2)
-        .unsqueeze_dim::<3>(2);
+    let s_pos = item_scores(h.clone(), table.clone(), pos).unsqueeze_dim::<3>(2);
     let s_neg = negative_scores(h, table, neg);
     let loss = (log_sigmoid(s_pos - s_neg).neg() * mask).sum() / count;
     loss + l2(model)

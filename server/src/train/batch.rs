@@ -78,37 +78,29 @@ impl LocalBatch {
             .collect();
         items.sort_unstable();
         items.dedup();
-        let local = |v: &[u32]| -> Vec<i64> {
-            v.iter()
-                .map(|x| items.binary_search(x).expect("collected above") as i64)
-                .collect()
-        };
-        Self {
-            seq: local(&b.seq),
-            pos: local(&b.pos),
-            neg: local(&b.neg),
-            shape: [b.users.len(), b.max_len],
-            negatives: b.negatives,
-            targets: targets(b),
-            shared: local(&b.shared),
-            shared_bias: shared_bias(b),
-            items,
-        }
+        Self::onto(b, items, |items, x| {
+            items.binary_search(&x).expect("collected above") as i64
+        })
     }
 
     /// The batch on every item `0..=n_items` (indices are the global ids).
     pub fn full(b: &Batch, n_items: usize) -> Self {
-        let ids = |v: &[u32]| -> Vec<i64> { v.iter().map(|&x| x as i64).collect() };
+        Self::onto(b, (0..=n_items as u32).collect(), |_, x| x as i64)
+    }
+
+    /// The batch on `items`, each id mapped to its index there by `index`.
+    fn onto(b: &Batch, items: Vec<u32>, index: impl Fn(&[u32], u32) -> i64) -> Self {
+        let map = |v: &[u32]| -> Vec<i64> { v.iter().map(|&x| index(&items, x)).collect() };
         Self {
-            items: (0..=n_items as u32).collect(),
-            seq: ids(&b.seq),
-            pos: ids(&b.pos),
-            neg: ids(&b.neg),
+            seq: map(&b.seq),
+            pos: map(&b.pos),
+            neg: map(&b.neg),
             shape: [b.users.len(), b.max_len],
             negatives: b.negatives,
             targets: targets(b),
-            shared: ids(&b.shared),
+            shared: map(&b.shared),
             shared_bias: shared_bias(b),
+            items,
         }
     }
 
