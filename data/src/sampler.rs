@@ -141,6 +141,14 @@ impl<'a> Sampler<'a> {
         self
     }
 
+    /// The pool negatives are drawn from (`None`: uniform over all items).
+    pub fn pool(&self) -> Option<&[u32]> {
+        match &self.negatives {
+            Negatives::Pool(pool) => Some(pool),
+            Negatives::Uniform => None,
+        }
+    }
+
     /// Trainable users whose training items cover the whole catalogue: no negative exists for
     /// them, so training must refuse the data (see [`Sampler::negative`]).
     pub fn users_without_negatives(&self) -> Vec<usize> {

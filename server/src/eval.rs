@@ -170,6 +170,10 @@ pub fn popularity(split: &Split) -> (Metrics, Metrics) {
     for &i in split.train.iter().flatten() {
         count[i as usize] += 1;
     }
+    // items counted more often than a given count: sorted once, looked up per user
+    let mut sorted = count[1..].to_vec();
+    sorted.sort_unstable();
+    let more_than = |c: u64| sorted.len() - sorted.partition_point(|&x| x <= c);
     let phase = |phase: Phase| {
         let ranks: Vec<usize> = cases(split, phase)
             .iter()
@@ -179,13 +183,11 @@ pub fn popularity(split: &Split) -> (Metrics, Metrics) {
                     .history
                     .iter()
                     .copied()
-                    .filter(|&h| h != c.target)
+                    .filter(|&h| h != c.target && count[h as usize] > target)
                     .collect();
                 excluded.sort_unstable();
                 excluded.dedup();
-                let above = |i: &u32| count[*i as usize] > target;
-                let all = count[1..].iter().filter(|&&c| c > target).count();
-                all - excluded.iter().filter(|i| above(i)).count()
+                more_than(target) - excluded.len()
             })
             .collect();
         metrics_from_ranks(&ranks)

@@ -246,17 +246,14 @@ impl TrainArgs {
     /// The configuration: the preset, then the TOML file, then the flags; with `--resume`, the
     /// run's recorded configuration, then the flags.
     fn config(&self) -> anyhow::Result<TrainConfig> {
-        if self.resume {
-            let record = RunDir::new(&self.out).read_record()?;
-            let base = match &self.config {
-                Some(path) => record.train.with_toml_file(path)?,
-                None => record.train,
-            };
-            return Ok(base.with_overrides(&self.flags)?);
-        }
+        let base = if self.resume {
+            RunDir::new(&self.out).read_record()?.train
+        } else {
+            self.preset.config()
+        };
         let base = match &self.config {
-            Some(path) => self.preset.config().with_toml_file(path)?,
-            None => self.preset.config(),
+            Some(path) => base.with_toml_file(path)?,
+            None => base,
         };
         Ok(base.with_overrides(&self.flags)?)
     }
@@ -396,8 +393,10 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
     if let Some(mib) = record.peak_rss_mib {
         println!("peak resident memory {mib:.0} MiB");
     }
-    if let (Some((pop, _)), Some(beats)) = (&record.popularity, record.beats_popularity()) {
-        let best = &record.best().valid;
+    if let (Some((pop, _)), Some(beats), Some(best)) =
+        (&record.popularity, record.beats_popularity(), record.best())
+    {
+        let best = &best.valid;
         if beats {
             println!(
                 "beats the popularity baseline on validation: NDCG@20 {:.4} vs {:.4}",

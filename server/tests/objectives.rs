@@ -241,7 +241,7 @@ fn early_stopping_stops_a_run_that_no_longer_improves() {
     assert_eq!(pop_valid.users, record.test.users);
     assert_eq!(
         record.beats_popularity(),
-        Some(record.best().valid.ndcg20 > pop_valid.ndcg20)
+        Some(record.best().unwrap().valid.ndcg20 > pop_valid.ndcg20)
     );
     std::fs::remove_dir_all(&root).unwrap();
 }

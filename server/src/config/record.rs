@@ -74,16 +74,12 @@ impl RunRecord {
     /// without a baseline or an epoch).
     pub fn beats_popularity(&self) -> Option<bool> {
         let (pop, _) = self.popularity.as_ref()?;
-        let best = self.epochs.iter().find(|e| e.epoch == self.best_epoch)?;
-        Some(best.valid.ndcg20 > pop.ndcg20)
+        Some(super::select::improves(&self.best()?.valid, Some(pop)))
     }
 
-    /// The record of the best epoch (panics before the first epoch).
-    pub fn best(&self) -> &EpochRecord {
-        self.epochs
-            .iter()
-            .find(|e| e.epoch == self.best_epoch)
-            .expect("a best epoch is recorded")
+    /// The record of the best epoch (`None` before the first).
+    pub fn best(&self) -> Option<&EpochRecord> {
+        self.epochs.iter().find(|e| e.epoch == self.best_epoch)
     }
 }
 

@@ -230,13 +230,9 @@ impl RunDir {
         if let Some(model) = value.get("model").cloned()
             && let Some(train) = value.get_mut("train").and_then(|t| t.as_object_mut())
         {
-            for (field, from) in [
-                ("max_len", "max_len"),
-                ("dropout", "dropout"),
-                ("mode", "mode"),
-            ] {
+            for field in ["max_len", "dropout", "mode"] {
                 if !train.contains_key(field)
-                    && let Some(v) = model.get(from)
+                    && let Some(v) = model.get(field)
                 {
                     train.insert(field.into(), v.clone());
                 }

@@ -40,6 +40,8 @@ pub struct RunState {
 /// What a run needs to be opened.
 pub struct Opening<'a> {
     pub dataset: &'a Dataset,
+    /// The dataset's leave-one-out split (for the popularity baseline of a new run).
+    pub split: &'a Split,
     pub model: &'a SasRecConfig,
     pub cfg: &'a TrainConfig,
     pub device: &'a str,
@@ -112,9 +114,7 @@ impl RunState {
                     groups: None,
                     best_groups: Vec::new(),
                     peak_rss_mib: None,
-                    popularity: Some(crate::eval::popularity(&Split::leave_one_out(
-                        &how.dataset.sequences,
-                    ))),
+                    popularity: Some(crate::eval::popularity(how.split)),
                 };
                 let id = registry.create(&name, dir.path(), &record)?;
                 dir.save_record(&record)?;

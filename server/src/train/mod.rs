@@ -103,6 +103,7 @@ pub fn train_with(
     let (mut trainer, artifacts) = Trainer::new(dataset, &split, model_cfg, cfg, resolved)?;
     let opening = Opening {
         dataset,
+        split: &split,
         model: model_cfg,
         cfg,
         device: resolved.name,

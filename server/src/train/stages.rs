@@ -254,16 +254,16 @@ pub fn evaluated_stage(
     let cfg = plan.cfg;
     let samplers =
         groups.map(|g| group_samplers(&plan.sampler, plan.split, g, cfg.uniform_negatives));
-    if let Some(g) = groups
-        && cfg.full_softmax()
-        && !cfg.uniform_negatives
-    {
-        // the full softmax's counterpart of group-restricted negatives
-        let pools: Vec<Vec<u32>> = g
-            .members()
+    // the full softmax's counterpart of group-restricted negatives: the groups' samplers' pools
+    // (none for the uniform-negatives ablation)
+    if cfg.full_softmax()
+        && let Some(pools) = samplers
             .iter()
-            .map(|users| group_pool(&plan.split.train, users))
-            .collect();
+            .flatten()
+            .map(Sampler::pool)
+            .collect::<Option<Vec<_>>>()
+        && !pools.is_empty()
+    {
         trainer.restrict_candidates(&pools);
     }
     let per_epoch = match &samplers {

@@ -173,7 +173,7 @@ impl<'a> Trainer<'a> {
 
     /// Restricts the full softmax of group `g`'s batches to `pools[g]` (and the positives,
     /// which are in the pool by construction: a group's pool holds its users' training items).
-    pub fn restrict_candidates(&mut self, pools: &[Vec<u32>]) {
+    pub fn restrict_candidates(&mut self, pools: &[&[u32]]) {
         let n = self.dataset.n_items() + 1;
         self.candidates = pools
             .iter()
