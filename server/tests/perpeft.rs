@@ -384,7 +384,36 @@ fn a_perpeft_run_stopped_in_any_stage_resumes_to_the_same_run() {
         let run = RunDir::new(&dir);
         assert!(run.read_record().unwrap().epochs.is_empty());
         assert_eq!(run.groups_file().exists(), name == "after-grouping");
-        let resumed = train(&dataset, &model_cfg, &cfg, &resolved, &dir, Start::Resume).unwrap();
+        // the global stage goes on after its last checkpointed epoch: epoch 2 when stopped
+        // inside it, nothing once it is done
+        let last = run.last_global_checkpoint().unwrap().map(|(e, _)| e);
+        let first = if name == "in-global" { 2 } else { 3 };
+        assert_eq!(last, Some(first - 1), "{name}");
+        let mut watch = Watch::all();
+        let resumed = train_with(
+            &dataset,
+            &model_cfg,
+            &cfg,
+            &resolved,
+            &dir,
+            Start::Resume,
+            &mut watch,
+        )
+        .unwrap();
+        assert_eq!(watch.stages[0], (Stage::Global, first), "{name}");
+        // only epoch 2's steps ran again
+        assert!(
+            watch.global_steps.iter().all(|&e| e == 2),
+            "{name}: {:?}",
+            watch.global_steps
+        );
+        assert_eq!(
+            watch.global_steps.is_empty(),
+            name == "after-grouping",
+            "{name}"
+        );
+        // global-stage checkpoints go once the first evaluated epoch is recorded
+        assert_eq!(run.last_global_checkpoint().unwrap(), None, "{name}");
         assert_eq!(
             common::epoch_metrics(&resumed.epochs),
             common::epoch_metrics(&straight.epochs),

@@ -1,5 +1,5 @@
 //! Training runs end to end: a run killed mid-way (an ID-only run between epochs, a PerPEFT run
-//! in its global stage or right after grouping) resumes to exactly the result of an
+//! in its global stage, right after grouping or inside a write) resumes to exactly the result of an
 //! uninterrupted one; the frozen baseline caches its features and trains on them; the
 //! batch-local item table is the full table restricted to the batch; configuration files and
 //! the registry behave.
@@ -327,9 +327,10 @@ impl KillableRun {
     }
 }
 
-/// A PerPEFT run killed with SIGKILL in its global stage, or after grouping but before its
-/// first per-group epoch is recorded, resumes with `--resume` to the run an uninterrupted one
-/// gives: the same groups, global model, adapters, best-epoch files and per-epoch figures.
+/// A PerPEFT run killed with SIGKILL in its global stage, after grouping but before its first
+/// per-group epoch is recorded, or half-way through writing a global-stage checkpoint, resumes
+/// with `--resume` to the run an uninterrupted one gives: the same groups, global model,
+/// adapters, best-epoch files and per-epoch figures, and no temporary file left behind.
 #[test]
 fn a_perpeft_run_killed_in_any_stage_resumes_to_the_same_run() {
     let run = KillableRun::new(common::scratch("perpeft-kill"));
@@ -342,39 +343,41 @@ fn a_perpeft_run_killed_in_any_stage_resumes_to_the_same_run() {
             .and_then(|r| r.run_id(name).ok().flatten())
             .is_some()
     };
-    for stage in ["global", "grouped"] {
+    for stage in ["global", "grouped", "in-write"] {
         let dir = RunDir::new(run.runs().join(stage));
-        let mut child = run.train(stage).spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let mut since_registered = None;
-        loop {
-            assert!(Instant::now() < deadline, "{stage}: no progress");
+        if stage == "in-write" {
+            // the process stops itself half-way through its 9th atomic write (a global-stage
+            // checkpoint), as a kill inside the write would
+            let out = run
+                .train(stage)
+                .env("PERPEFT_KILL_IN_WRITE", "9")
+                .output()
+                .unwrap();
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(out.status.signal(), Some(9), "{stage}: {:?}", out.status);
+            let err = String::from_utf8_lossy(&out.stderr);
+            let killed_in = err
+                .lines()
+                .find_map(|l| l.strip_prefix("PERPEFT_KILL_IN_WRITE: killed in write 9: "))
+                .unwrap_or_else(|| panic!("{stage}: {err}"));
             assert!(
-                child.try_wait().unwrap().is_none(),
-                "{stage}: finished before it could be killed"
+                Path::new(killed_in).starts_with(dir.path()),
+                "{stage}: killed writing {killed_in}"
             );
-            let due = match stage {
-                // registered, then well inside the global stage (no groups yet)
-                "global" => {
-                    if since_registered.is_none() && registered(stage) {
-                        since_registered = Some(Instant::now());
-                    }
-                    since_registered.is_some_and(|t| t.elapsed() > Duration::from_millis(300))
-                }
-                _ => dir.groups_file().exists(),
-            };
-            if due {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
+            assert_eq!(
+                temporaries(dir.path()).len(),
+                1,
+                "{stage}: a half-written file"
+            );
+        } else {
+            kill_in(&run, stage, &dir, registered);
         }
-        child.kill().unwrap();
-        child.wait().unwrap();
         assert_eq!(completed_epochs(&run.runs(), stage), 0, "{stage}");
         assert_eq!(dir.groups_file().exists(), stage == "grouped", "{stage}");
 
         let status = run.train(stage).arg("--resume").status().unwrap();
         assert!(status.success(), "{stage}: resume failed");
+        assert_eq!(temporaries(dir.path()), Vec::<PathBuf>::new(), "{stage}");
         let (a, b) = (want.read_record().unwrap(), dir.read_record().unwrap());
         assert_eq!(
             common::epoch_metrics(&a.epochs),
@@ -406,4 +409,52 @@ fn a_perpeft_run_killed_in_any_stage_resumes_to_the_same_run() {
         );
     }
     std::fs::remove_dir_all(&run.root).unwrap();
+}
+
+/// Starts run `stage` and SIGKILLs it: in its global stage ("global") or once it has grouped
+/// its users ("grouped").
+fn kill_in(run: &KillableRun, stage: &str, dir: &RunDir, registered: impl Fn(&str) -> bool) {
+    let mut child = run.train(stage).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut since_registered = None;
+    loop {
+        assert!(Instant::now() < deadline, "{stage}: no progress");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{stage}: finished before it could be killed"
+        );
+        let due = match stage {
+            // registered, then well inside the global stage (no groups yet)
+            "global" => {
+                if since_registered.is_none() && registered(stage) {
+                    since_registered = Some(Instant::now());
+                }
+                since_registered.is_some_and(|t| t.elapsed() > Duration::from_millis(300))
+            }
+            _ => dir.groups_file().exists(),
+        };
+        if due {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// The temporary files of atomic writes under `dir`.
+fn temporaries(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.to_string_lossy().contains(".tmp-") {
+                out.push(path);
+            }
+        }
+    }
+    out
 }

@@ -11,6 +11,7 @@
 //! | `groups.json` | PerPEFT: the [`Groups`] (centroids, every user's group) |
 //! | `global/` | PerPEFT: the stage-1 model (`model.safetensors`, `item_table.safetensors`, `recommender.bpk`), with which new users are grouped |
 //! | `checkpoint/epoch-N.{model,optimizer,optimizer-peft}.bpk` | the last completed epoch's model and both optimisers' state ([`super::checkpoint`]) |
+//! | `checkpoint/global-N.{model,optimizer,optimizer-peft}.bpk`, `global-N.json` | PerPEFT: the same after global-stage epoch N, and (written last, so it marks the checkpoint complete) the stage's seconds so far |
 //!
 //! The runs root `ROOT` holds the registry ([`super::Registry`]) and, beside each run
 //! directory, the lock `.NAME.lock` that whoever trains the run holds (an advisory file lock,
@@ -45,6 +46,38 @@ pub(super) enum CheckpointPart {
     Optimizer,
     /// The optimiser of the PEFT parameters.
     OptimizerPeft,
+}
+
+/// Which checkpoint: after an evaluated epoch, or after an epoch of PerPEFT's (unevaluated)
+/// global stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// After evaluated epoch N (the registry records it as done).
+    Epoch(usize),
+    /// After epoch N of PerPEFT's global stage (complete once its marker is written).
+    Global(usize),
+}
+
+impl Checkpoint {
+    fn prefix(self) -> (&'static str, usize) {
+        match self {
+            Checkpoint::Epoch(n) => ("epoch-", n),
+            Checkpoint::Global(n) => ("global-", n),
+        }
+    }
+
+    /// The checkpoint a file of `checkpoint/` belongs to, from its name.
+    pub(super) fn of_file(file_name: &str) -> Option<Checkpoint> {
+        let parse = |prefix: &str| {
+            file_name
+                .strip_prefix(prefix)
+                .and_then(|r| r.split('.').next())
+                .and_then(|e| e.parse().ok())
+        };
+        parse("epoch-")
+            .map(Checkpoint::Epoch)
+            .or_else(|| parse("global-").map(Checkpoint::Global))
+    }
 }
 
 /// A run directory.
@@ -127,23 +160,42 @@ impl RunDir {
         self.path.join(CHECKPOINT)
     }
 
-    /// `checkpoint/epoch-N.PART.bpk`.
-    pub(super) fn checkpoint_file(&self, epoch: usize, part: CheckpointPart) -> PathBuf {
+    /// `checkpoint/{epoch,global}-N.PART.bpk`.
+    pub(super) fn checkpoint_file(&self, at: Checkpoint, part: CheckpointPart) -> PathBuf {
         let part = match part {
             CheckpointPart::Model => "model",
             CheckpointPart::Optimizer => "optimizer",
             CheckpointPart::OptimizerPeft => "optimizer-peft",
         };
+        let (prefix, n) = at.prefix();
         self.checkpoint_dir()
-            .join(format!("epoch-{epoch}.{part}.bpk"))
+            .join(format!("{prefix}{n}.{part}.bpk"))
     }
 
-    /// The epoch a file of `checkpoint/` belongs to, from its name.
-    pub(super) fn checkpoint_epoch(file_name: &str) -> Option<usize> {
-        file_name
-            .strip_prefix("epoch-")
-            .and_then(|r| r.split('.').next())
-            .and_then(|e| e.parse().ok())
+    /// `checkpoint/global-N.json`: the marker of a complete global-stage checkpoint.
+    pub(super) fn global_marker(&self, epoch: usize) -> PathBuf {
+        self.checkpoint_dir().join(format!("global-{epoch}.json"))
+    }
+
+    /// Removes the temporary files a killed writer left in the directory (`NAME.tmp-PID`,
+    /// [`super::atomically`]); called by whoever holds the run's lock before it trains.
+    /// Returns how many it removed.
+    pub fn remove_temporaries(&self) -> Result<usize> {
+        let mut removed = 0;
+        for dir in [self.path.clone(), self.checkpoint_dir(), self.global().path] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.at(&dir)?.path();
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                if super::is_temporary(&name) {
+                    std::fs::remove_file(&path).at(&path)?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// `global/`: a PerPEFT run's stage-1 model, laid out as a run directory's best-epoch files.
@@ -220,25 +272,13 @@ impl RunDir {
         write_atomic(&self.record_file(), &json)
     }
 
-    /// Reads `run.json`. A record written before the training configuration held SASRec's
-    /// window, dropout and padding mode gets them from its model configuration (they were the
-    /// model's alone then), so it resumes and reloads as it was trained.
+    /// Reads `run.json` ([`decode_record`]).
     pub fn read_record(&self) -> Result<RunRecord> {
         let path = self.record_file();
-        let mut value: serde_json::Value =
-            read_json(&path, "a run directory (is this the right path?)")?;
-        if let Some(model) = value.get("model").cloned()
-            && let Some(train) = value.get_mut("train").and_then(|t| t.as_object_mut())
-        {
-            for field in ["max_len", "dropout", "mode"] {
-                if !train.contains_key(field)
-                    && let Some(v) = model.get(field)
-                {
-                    train.insert(field.into(), v.clone());
-                }
-            }
-        }
-        serde_json::from_value(value).map_err(|e| Error::format(&path, e))
+        decode_record(
+            &path,
+            &read_file(&path, "a run directory (is this the right path?)")?,
+        )
     }
 
     /// Writes `groups.json`.
@@ -247,9 +287,10 @@ impl RunDir {
         write_atomic(&self.groups_file(), &json)
     }
 
-    /// Reads `groups.json`.
+    /// Reads `groups.json` ([`decode_groups`]).
     pub fn read_groups(&self) -> Result<Groups> {
-        read_json(&self.groups_file(), "a PerPEFT run")
+        let path = self.groups_file();
+        decode_groups(&path, &read_file(&path, "a PerPEFT run")?)
     }
 
     /// Saves the best-epoch files: SASRec's weights, the item table(s) and the whole recommender.
@@ -335,16 +376,76 @@ pub fn adapter_params() -> burn::module::ParamGroup {
     burn::module::ParamGroup::from_any_predicates(vec!["adapters", "modules"])
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::NotFound(format!(
-                "{} does not exist: not {what}",
-                path.display()
-            )));
+/// Decodes the bytes of `run.json` (`path` names it in errors). A record written before the
+/// training configuration held SASRec's window, dropout and padding mode gets them from its
+/// model configuration (they were the model's alone then), so it resumes and reloads as it was
+/// trained. Its best epoch must be one of its epochs.
+pub fn decode_record(path: &Path, bytes: &[u8]) -> Result<RunRecord> {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| Error::format(path, e))?;
+    if let Some(model) = value.get("model").cloned()
+        && let Some(train) = value.get_mut("train").and_then(|t| t.as_object_mut())
+    {
+        for field in ["max_len", "dropout", "mode"] {
+            if !train.contains_key(field)
+                && let Some(v) = model.get(field)
+            {
+                train.insert(field.into(), v.clone());
+            }
         }
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    serde_json::from_str(&text).map_err(|e| Error::format(path, e))
+    }
+    let record: RunRecord = serde_json::from_value(value).map_err(|e| Error::format(path, e))?;
+    if record.best_epoch > record.epochs.len() {
+        return Err(Error::format(
+            path,
+            format!(
+                "best epoch {} of {} recorded epochs",
+                record.best_epoch,
+                record.epochs.len()
+            ),
+        ));
+    }
+    Ok(record)
+}
+
+/// Decodes the bytes of `groups.json`, checked to be consistent: at least one group, `k × dim`
+/// centroid values, and every user in one of the `k` groups.
+pub fn decode_groups(path: &Path, bytes: &[u8]) -> Result<Groups> {
+    let groups: Groups = serde_json::from_slice(bytes).map_err(|e| Error::format(path, e))?;
+    let whole = groups.k.checked_mul(groups.dim) == Some(groups.centroids.len());
+    if groups.k == 0 || groups.dim == 0 || !whole {
+        return Err(Error::format(
+            path,
+            format!(
+                "{} centroid values for {} groups of width {}",
+                groups.centroids.len(),
+                groups.k,
+                groups.dim
+            ),
+        ));
+    }
+    if let Some((u, g)) = groups
+        .assignment
+        .iter()
+        .enumerate()
+        .find(|&(_, &g)| g >= groups.k)
+    {
+        return Err(Error::format(
+            path,
+            format!("user {u} is in group {g} of {}", groups.k),
+        ));
+    }
+    Ok(groups)
+}
+
+/// The bytes of `path`; a missing file is `NotFound`, saying it is not `what`.
+fn read_file(path: &Path, what: &str) -> Result<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound(format!(
+            "{} does not exist: not {what}",
+            path.display()
+        ))),
+        Err(e) => Err(Error::io(path, e)),
+    }
 }

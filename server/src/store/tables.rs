@@ -72,15 +72,29 @@ pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
 
 /// Every table written by [`save_tables`], in order, as row-major values and `[rows, cols]`.
 pub fn read_tables(path: &Path) -> Result<Vec<(Vec<f32>, [usize; 2])>> {
-    let bytes = std::fs::read(path).at(path)?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::format(path, e))?;
-    let mut out = Vec::new();
+    decode_tables(path, &std::fs::read(path).at(path)?)
+}
+
+/// [`read_tables`] of a file's bytes (`path` names it in errors): every table 2-D `f32`, with
+/// the values its shape says.
+pub fn decode_tables(path: &Path, bytes: &[u8]) -> Result<Vec<(Vec<f32>, [usize; 2])>> {
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| Error::format(path, e))?;
+    let mut out: Vec<(Vec<f32>, [usize; 2])> = Vec::new();
     while let Ok(t) = st.tensor(&table_name(out.len())) {
-        let shape = t.shape().to_vec();
-        if shape.len() != 2 || t.dtype() != safetensors::Dtype::F32 {
+        let name = table_name(out.len());
+        let &[rows, cols] = t.shape() else {
+            return Err(Error::format(path, format!("{name} is not 2-D")));
+        };
+        if t.dtype() != safetensors::Dtype::F32
+            || rows.checked_mul(cols).and_then(|n| n.checked_mul(4)) != Some(t.data().len())
+        {
             return Err(Error::format(
                 path,
-                format!("{} is not a 2-D f32 table", table_name(out.len())),
+                format!(
+                    "{name} is not an f32 table ({:?} {rows}x{cols}, {} bytes)",
+                    t.dtype(),
+                    t.data().len()
+                ),
             ));
         }
         let values: Vec<f32> = t
@@ -88,7 +102,7 @@ pub fn read_tables(path: &Path) -> Result<Vec<(Vec<f32>, [usize; 2])>> {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        out.push((values, [shape[0], shape[1]]));
+        out.push((values, [rows, cols]));
     }
     if out.is_empty() {
         return Err(Error::format(path, "no tensor `table`"));

@@ -14,7 +14,7 @@ use crate::config::{EpochRecord, Groups, Method, RunRecord, SasRecConfig, TrainC
 use crate::config::{code_version, select};
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
-use crate::store::{Registry, RunDir, Status};
+use crate::store::{Checkpoint, Registry, RunDir, Status};
 
 /// How a training call starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +34,8 @@ pub struct RunState {
     id: i64,
     /// The device it runs on now (a resumed run may have started on another).
     device: String,
+    /// Whether it was opened to resume (only then are global-stage checkpoints taken up).
+    resumed: bool,
     pub record: RunRecord,
 }
 
@@ -59,6 +61,11 @@ impl RunState {
     ) -> Result<(Self, Option<Groups>)> {
         let registry = Registry::for_run(&dir)?;
         let name = dir.name();
+        // what a process killed in a write left (the caller holds the run's lock)
+        let stale = dir.remove_temporaries()?;
+        if stale > 0 {
+            tracing::info!(run = %name, files = stale, "removed temporary files of a killed writer");
+        }
         let mut groups = None;
         let (id, record) = match start {
             Start::Resume => {
@@ -83,7 +90,7 @@ impl RunState {
                     groups = Some(g);
                 }
                 if done > 0 {
-                    trainer.load_checkpoint(&dir, done)?;
+                    trainer.load_checkpoint(&dir, Checkpoint::Epoch(done))?;
                 }
                 tracing::info!(run = %name, completed = done, "resuming");
                 (id, record)
@@ -127,6 +134,7 @@ impl RunState {
             registry,
             id,
             device: how.device.to_string(),
+            resumed: start == Start::Resume,
             record,
         };
         Ok((run, groups))
@@ -140,6 +148,35 @@ impl RunState {
     /// Marks the run finished or failed.
     pub fn set_status(&self, status: Status) -> Result<()> {
         self.registry.set_status(self.id, status, &self.device)
+    }
+
+    /// Checkpoints global-stage epoch `epoch` of PerPEFT (the stage took `seconds` so far), so
+    /// that a run killed later in the stage resumes after it.
+    pub fn record_global_epoch(
+        &self,
+        trainer: &Trainer<'_>,
+        epoch: usize,
+        seconds: f64,
+    ) -> Result<()> {
+        trainer.save_checkpoint(&self.dir, Checkpoint::Global(epoch))?;
+        self.dir.complete_global_checkpoint(epoch, seconds)
+    }
+
+    /// Where a resumed PerPEFT run's global stage goes on from: its last complete global-stage
+    /// checkpoint (loaded into `trainer`) and the stage's seconds until then; `(0, 0.0)` for a
+    /// stage that starts afresh.
+    pub fn resume_global(&self, trainer: &mut Trainer<'_>) -> Result<(usize, f64)> {
+        if !self.resumed {
+            return Ok((0, 0.0));
+        }
+        match self.dir.last_global_checkpoint()? {
+            Some((epoch, seconds)) => {
+                trainer.load_checkpoint(&self.dir, Checkpoint::Global(epoch))?;
+                tracing::info!(run = %self.dir.name(), epoch, "global stage resumed");
+                Ok((epoch, seconds))
+            }
+            None => Ok((0, 0.0)),
+        }
     }
 
     /// Saves PerPEFT's grouping: `groups.json`, the global model as `global/`, and in
@@ -187,7 +224,7 @@ impl RunState {
                 self.dir.save_adapters(&peft.valid())?;
             }
         }
-        trainer.save_checkpoint(&self.dir, epoch)?;
+        trainer.save_checkpoint(&self.dir, Checkpoint::Epoch(epoch))?;
         self.registry.record_epoch(self.id, &e)?;
         self.record.epochs.push(e);
         if improved {

@@ -127,7 +127,7 @@ pub fn train_with(
                         run.record_artifact("global_from", src, None)?;
                         seconds
                     }
-                    None => stages::global_stage(&plan, &mut trainer, observer)?,
+                    None => stages::global_stage(&plan, &run, &mut trainer, observer)?,
                 };
                 Some(stages::group_users(
                     &plan,

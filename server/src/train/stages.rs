@@ -20,7 +20,7 @@ use crate::data::sampler::{Batch, Negatives, Sampler, group_pool};
 use crate::error::{Error, Result};
 use crate::eval::window;
 use crate::rec::SasRec;
-use crate::store::{Registry, RunDir};
+use crate::store::{Checkpoint, Registry, RunDir};
 
 /// What the stages share: the configuration, the split and the sampler of all users.
 pub struct Plan<'a> {
@@ -35,25 +35,29 @@ fn stopped_after(what: &str) -> Error {
 
 /// Stage 1 of PerPEFT: `global_epochs` epochs of global training, not evaluated (as the
 /// reference). Seeded exactly as the epochs of a `global-peft` run, so that a finished
-/// `global-peft` run can stand in for it (`global_from`). Returns the seconds it took.
+/// `global-peft` run can stand in for it (`global_from`). Each epoch is checkpointed, and a
+/// resumed run goes on after the last checkpointed one. Returns the seconds the stage took.
 pub fn global_stage(
     plan: &Plan<'_>,
+    run: &RunState,
     trainer: &mut Trainer<'_>,
     observer: &mut dyn Observer,
 ) -> Result<f64> {
     let cfg = plan.cfg;
     let clock = Instant::now();
-    let steps = cfg.global_epochs * plan.sampler.batches_per_epoch();
+    let (done, before) = run.resume_global(trainer)?;
+    let steps =
+        (cfg.global_epochs - done.min(cfg.global_epochs)) * plan.sampler.batches_per_epoch();
     let start = Event::StageStarted {
         stage: Stage::Global,
-        first: 1,
+        first: done + 1,
         last: cfg.global_epochs,
         steps,
     };
     if observer.on(&start).is_break() {
         return Err(stopped_after("the start of the global stage"));
     }
-    for epoch in 1..=cfg.global_epochs {
+    for epoch in done + 1..=cfg.global_epochs {
         trainer.device().seed(epoch_seed(cfg.seed, epoch));
         let batches: Vec<(usize, Batch)> = plan
             .sampler
@@ -63,8 +67,9 @@ pub fn global_stage(
             .collect();
         let loss = trainer.epoch(&batches, Stage::Global, epoch, observer)?;
         tracing::info!(epoch, loss = format!("{loss:.4}"), "global stage");
+        run.record_global_epoch(trainer, epoch, before + clock.elapsed().as_secs_f64())?;
     }
-    Ok(clock.elapsed().as_secs_f64())
+    Ok(before + clock.elapsed().as_secs_f64())
 }
 
 /// Stage 1 of PerPEFT taken from the finished `global-peft` run in `src`: its last epoch's
@@ -114,7 +119,7 @@ pub fn reuse_global(run: &RunState, trainer: &mut Trainer<'_>, src: &RunDir) -> 
                 "{at} has not finished: --global-from-best takes the best epoch of a finished run"
             )));
         }
-        if !src.has_checkpoint(source.best_epoch) {
+        if !src.has_checkpoint(Checkpoint::Epoch(source.best_epoch)) {
             return Err(Error::Invalid(format!(
                 "{at} has no checkpoint of its best epoch {} (runs trained before checkpoints of the best epoch were kept): start from its last epoch with --global-epochs {done} instead of --global-from-best",
                 source.best_epoch
@@ -136,7 +141,7 @@ pub fn reuse_global(run: &RunState, trainer: &mut Trainer<'_>, src: &RunDir) -> 
         }
         done
     };
-    trainer.load_checkpoint_model(src, epoch)?;
+    trainer.load_checkpoint_model(src, Checkpoint::Epoch(epoch))?;
     tracing::info!(from = %at, epoch, "global stage reused");
     Ok(source
         .epochs

@@ -19,7 +19,7 @@ use crate::eval::{Phase, evaluate_grouped};
 use crate::peft::Peft;
 use crate::rec::loss::{Candidates, EXCLUDED, loss};
 use crate::rec::{Projector, Recommender};
-use crate::store::RunDir;
+use crate::store::{Checkpoint, RunDir};
 
 /// What a checkpoint holds: the recommender and the PEFT part.
 #[derive(Module, Debug)]
@@ -314,14 +314,14 @@ impl<'a> Trainer<'a> {
         self.source.restore(t.peft);
     }
 
-    /// Saves the model and optimiser state after completed epoch `epoch`.
-    pub fn save_checkpoint(&self, dir: &RunDir, epoch: usize) -> Result<()> {
+    /// Saves the model and optimiser state as checkpoint `at`.
+    pub fn save_checkpoint(&self, dir: &RunDir, at: Checkpoint) -> Result<()> {
         let [a, b] = &self.optimizers;
-        dir.save_checkpoint(epoch, &self.trainable(), [a, b])
+        dir.save_checkpoint(at, &self.trainable(), [a, b])
     }
 
-    /// Continues from `dir`'s checkpoint of completed epoch `epoch` (model and optimisers).
-    pub fn load_checkpoint(&mut self, dir: &RunDir, epoch: usize) -> Result<()> {
+    /// Continues from `dir`'s checkpoint `at` (model and optimisers).
+    pub fn load_checkpoint(&mut self, dir: &RunDir, at: Checkpoint) -> Result<()> {
         let optimizers = std::mem::replace(
             &mut self.optimizers,
             [
@@ -329,15 +329,15 @@ impl<'a> Trainer<'a> {
                 adamw(self.cfg.peft_weight_decay),
             ],
         );
-        let (t, optimizers) = dir.load_checkpoint(epoch, self.trainable(), optimizers)?;
+        let (t, optimizers) = dir.load_checkpoint(at, self.trainable(), optimizers)?;
         self.restore(t);
         self.optimizers = optimizers;
         Ok(())
     }
 
-    /// Takes the model (not the optimiser state) of `dir`'s checkpoint of epoch `epoch`.
-    pub fn load_checkpoint_model(&mut self, dir: &RunDir, epoch: usize) -> Result<()> {
-        let t = dir.load_checkpoint_model(epoch, self.trainable())?;
+    /// Takes the model (not the optimiser state) of `dir`'s checkpoint `at`.
+    pub fn load_checkpoint_model(&mut self, dir: &RunDir, at: Checkpoint) -> Result<()> {
+        let t = dir.load_checkpoint_model(at, self.trainable())?;
         self.restore(t);
         Ok(())
     }

@@ -181,6 +181,10 @@ pub fn perpeft_config(
 pub struct Watch {
     stop: fn(&perpeft::train::Event<'_>) -> bool,
     pub per_group: Vec<(usize, perpeft::data::sampler::Batch)>,
+    /// The first epoch of each stage that started.
+    pub stages: Vec<(perpeft::train::Stage, usize)>,
+    /// The epochs of the global stage's steps, one entry per step.
+    pub global_steps: Vec<usize>,
 }
 
 #[allow(dead_code)]
@@ -190,6 +194,8 @@ impl Watch {
         Self {
             stop,
             per_group: Vec::new(),
+            stages: Vec::new(),
+            global_steps: Vec::new(),
         }
     }
 
@@ -202,6 +208,15 @@ impl Watch {
 impl perpeft::train::Observer for Watch {
     fn on(&mut self, event: &perpeft::train::Event<'_>) -> std::ops::ControlFlow<()> {
         use perpeft::train::{Event, Stage};
+        match event {
+            Event::StageStarted { stage, first, .. } => self.stages.push((*stage, *first)),
+            Event::Step {
+                stage: Stage::Global,
+                epoch,
+                ..
+            } => self.global_steps.push(*epoch),
+            _ => {}
+        }
         if let Event::Step {
             stage: Stage::Evaluated,
             group,
