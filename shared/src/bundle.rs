@@ -10,7 +10,7 @@ use crate::sasrec::SasRec;
 use crate::scorer::ItemTable;
 
 /// How a bundle's item table is encoded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
@@ -69,8 +69,10 @@ impl ScorerBundle {
         }
     }
 
-    /// The item table as `f32`, checked to have `rows` whole rows.
+    /// The item table as `f32`, checked to have `rows` whole rows, and the scorer's weights
+    /// checked ([`SasRec::check`]): a bundle this accepts ranks without panicking.
     pub fn table(&self) -> Result<Vec<f32>, String> {
+        self.scorer.check()?;
         let table = match self.encoding {
             Encoding::F16 => decode_f16(&self.table)?,
             Encoding::F32 => decode_f32(&self.table)?,

@@ -37,7 +37,9 @@ pub fn nearest(centroids: &[f32], dim: usize, state: &[f32]) -> usize {
 }
 
 /// What places a history in a group: the global (stage-1) model and the groups' centroids.
+/// Decoding checks it as [`Grouping::new`] does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "GroupingParts")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Grouping {
     /// The global model's SASRec.
@@ -54,9 +56,28 @@ pub struct Grouping {
     pub centroids: Vec<f32>,
 }
 
+/// A [`Grouping`] as decoded, before its checks.
+#[derive(Deserialize)]
+struct GroupingParts {
+    scorer: SasRec,
+    #[serde(with = "crate::codec::b64")]
+    table: Vec<f32>,
+    #[serde(with = "crate::codec::b64")]
+    centroids: Vec<f32>,
+}
+
+impl TryFrom<GroupingParts> for Grouping {
+    type Error = String;
+    fn try_from(p: GroupingParts) -> Result<Self, String> {
+        Grouping::new(p.scorer, p.table, p.centroids)
+    }
+}
+
 impl Grouping {
-    /// Checks that the table and the centroids are whole rows of the model's width.
+    /// Checks that the model's weights are well shaped ([`SasRec::check`]) and that the table
+    /// and the centroids are whole rows of its width.
     pub fn new(scorer: SasRec, table: Vec<f32>, centroids: Vec<f32>) -> Result<Self, String> {
+        scorer.check()?;
         let d = scorer.hidden;
         ItemTable::new(d, &table)?;
         if centroids.is_empty() || !centroids.len().is_multiple_of(d) {

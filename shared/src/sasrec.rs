@@ -27,6 +27,29 @@ pub struct Dense {
 }
 
 impl Dense {
+    /// Checks that the weights are `d_in × d_out` and the bias `d_out` long.
+    fn check(&self, what: &str, d_in: Option<usize>, d_out: Option<usize>) -> Result<(), String> {
+        let fits = |want: Option<usize>, got: usize| want.is_none_or(|w| w == got);
+        if self.d_in == 0
+            || self.d_out == 0
+            || !fits(d_in, self.d_in)
+            || !fits(d_out, self.d_out)
+            || self.d_in.checked_mul(self.d_out) != Some(self.weight.len())
+            || self.bias.len() != self.d_out
+        {
+            return Err(format!(
+                "{what}: a {}x{} layer with {} weights and {} biases (want {}x{})",
+                self.d_in,
+                self.d_out,
+                self.weight.len(),
+                self.bias.len(),
+                d_in.map_or("?".into(), |d| d.to_string()),
+                d_out.map_or("?".into(), |d| d.to_string()),
+            ));
+        }
+        Ok(())
+    }
+
     fn forward(&self, x: &[f32]) -> Vec<f32> {
         let mut y = self.bias.clone();
         for (i, &xi) in x.iter().enumerate() {
@@ -53,6 +76,17 @@ pub struct Norm {
 }
 
 impl Norm {
+    fn check(&self, what: &str, d: usize) -> Result<(), String> {
+        if self.gamma.len() != d || self.beta.len() != d {
+            return Err(format!(
+                "{what}: {} scales and {} shifts for width {d}",
+                self.gamma.len(),
+                self.beta.len()
+            ));
+        }
+        Ok(())
+    }
+
     fn forward(&self, x: &[f32]) -> Vec<f32> {
         let n = x.len() as f32;
         let mean = x.iter().sum::<f32>() / n;
@@ -140,8 +174,48 @@ impl std::str::FromStr for Mode {
 }
 
 impl SasRec {
+    /// Checks every weight's shape against the hidden size, heads and window, so that
+    /// [`SasRec::user_state`] cannot index out of bounds: a scorer decoded from outside input
+    /// (a bundle the browser fetched) is checked before it is used.
+    pub fn check(&self) -> Result<(), String> {
+        let d = self.hidden;
+        if d == 0 || self.heads == 0 || !d.is_multiple_of(self.heads) || self.max_len == 0 {
+            return Err(format!(
+                "hidden size {d}, {} heads and window {}: want a positive window and a positive hidden size divisible by the heads",
+                self.heads, self.max_len
+            ));
+        }
+        let pos = self.max_len.checked_add(1).and_then(|n| n.checked_mul(d));
+        if pos != Some(self.pos_emb.len()) {
+            return Err(format!(
+                "{} position embedding values for window {} and width {d}",
+                self.pos_emb.len(),
+                self.max_len
+            ));
+        }
+        for (i, b) in self.blocks.iter().enumerate() {
+            let at = |part: &str| format!("block {i} {part}");
+            b.attn_norm.check(&at("attention norm"), d)?;
+            b.ffn_norm.check(&at("feed-forward norm"), d)?;
+            for (part, dense) in [
+                ("query", &b.query),
+                ("key", &b.key),
+                ("value", &b.value),
+                ("output", &b.out),
+            ] {
+                dense.check(&at(part), Some(d), Some(d))?;
+            }
+            b.fc1.check(&at("fc1"), Some(d), None)?;
+            b.fc2.check(&at("fc2"), Some(b.fc1.d_out), Some(d))?;
+        }
+        self.last_norm.check("last norm", d)
+    }
+
     /// The user state: the last slot's hidden state for the right-aligned window of the last
     /// `max_len` items of `history` over `table`.
+    ///
+    /// Panics when the weights are mis-shaped (see [`SasRec::check`]), or an item of `history`
+    /// is not a row of `table`.
     pub fn user_state(&self, table: &ItemTable<'_>, history: &[u32]) -> Vec<f32> {
         let (d, l) = (self.hidden, self.max_len);
         assert_eq!(table.dim(), d, "item table dimension");
@@ -258,8 +332,7 @@ mod tests {
         assert_eq!(norm.forward(&[1.0, 3.0]), vec![-1.0, 3.0]);
     }
 
-    #[test]
-    fn only_the_window_matters_and_the_state_is_finite() {
+    fn small_model() -> SasRec {
         let d = 4;
         let norm = Norm {
             gamma: vec![1.0; d],
@@ -276,7 +349,7 @@ mod tests {
             fc1: identity_dense(d),
             fc2: identity_dense(d),
         };
-        let model = SasRec {
+        SasRec {
             mode: Mode::Reference,
             hidden: d,
             heads: 2,
@@ -286,7 +359,13 @@ mod tests {
                 .collect(),
             blocks: vec![block],
             last_norm: norm,
-        };
+        }
+    }
+
+    #[test]
+    fn only_the_window_matters_and_the_state_is_finite() {
+        let d = 4;
+        let model = small_model();
         let data: Vec<f32> = (0..6 * d)
             .map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.1)
             .collect();
@@ -296,5 +375,39 @@ mod tests {
         assert_eq!(a, b, "items before the window must not matter");
         assert!(a.iter().all(|v| v.is_finite()));
         assert_ne!(a, model.user_state(&table, &[1, 2, 4]));
+    }
+
+    #[test]
+    fn check_accepts_a_well_shaped_model_and_names_each_misshapen_part() {
+        let good = small_model();
+        assert_eq!(good.check(), Ok(()));
+        type Spoil = fn(&mut SasRec);
+        let bad: [(&str, Spoil); 9] = [
+            ("heads", |m| m.heads = 0),
+            ("heads", |m| m.heads = 3),
+            ("window", |m| m.max_len = 0),
+            ("position", |m| {
+                m.pos_emb.pop();
+            }),
+            ("block 0 query", |m| m.blocks[0].query.d_out = 5),
+            ("block 0 fc2", |m| m.blocks[0].fc2.d_in = 3),
+            ("block 0 attention norm", |m| {
+                m.blocks[0].attn_norm.beta.push(0.0);
+            }),
+            ("block 0 output", |m| {
+                m.blocks[0].out.bias.clear();
+            }),
+            ("last norm", |m| m.last_norm.gamma.clear()),
+        ];
+        for (want, spoil) in bad {
+            let mut m = good.clone();
+            spoil(&mut m);
+            let err = m.check().unwrap_err();
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        // a huge declared size does not overflow into a pass
+        let mut m = good.clone();
+        m.blocks[0].fc1.d_in = usize::MAX;
+        assert!(m.check().is_err());
     }
 }
