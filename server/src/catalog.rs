@@ -110,6 +110,20 @@ impl Gates {
     }
 }
 
+/// The registry's rows as last read, with the connection that read them: read again only when
+/// another connection (a training job, a `perpeft train` process) has committed since, so a
+/// request costs one `PRAGMA data_version`, not a query of every run.
+#[derive(Default)]
+struct Rows {
+    registry: Option<Registry>,
+    version: i64,
+    rows: Arc<Vec<RunRow>>,
+}
+
+/// Per-run values read from a run's record once per training state (the registry key of
+/// [`Opened`]): the seconds of a PerPEFT run's global stage and grouping.
+type StageSeconds = HashMap<String, ((i64, String, usize), f64)>;
+
 /// The runs of a registry, served.
 pub struct Catalog {
     root: PathBuf,
@@ -124,6 +138,8 @@ pub struct Catalog {
     /// Runs this server is training now (a registry row `running` that is not here was
     /// interrupted).
     live: Mutex<HashSet<String>>,
+    rows: Mutex<Rows>,
+    stage_seconds: Mutex<StageSeconds>,
 }
 
 impl Catalog {
@@ -138,6 +154,8 @@ impl Catalog {
             engines: Mutex::default(),
             gates: Gates::default(),
             live: Mutex::default(),
+            rows: Mutex::default(),
+            stage_seconds: Mutex::default(),
         }
     }
 
@@ -174,17 +192,46 @@ impl Catalog {
         }
     }
 
-    fn rows(&self) -> Result<Vec<RunRow>> {
-        let rows = Registry::open(&self.root)?.list()?;
-        Ok(rows
-            .into_iter()
-            .filter(|r| self.only.as_ref().is_none_or(|o| *o == r.name))
-            .collect())
+    /// The registry's runs (this server's one run with `--model`), read again only when the
+    /// registry changed ([`Rows`]).
+    /// Run `name`'s row.
+    fn row(&self, name: &str) -> Result<RunRow> {
+        self.all_rows()?
+            .iter()
+            .find(|r| r.name == name && self.served(r))
+            .cloned()
+            .ok_or_else(|| unknown_run(name))
+    }
+
+    fn served(&self, r: &RunRow) -> bool {
+        self.only.as_ref().is_none_or(|o| *o == r.name)
+    }
+
+    /// Every row of the registry, current.
+    fn all_rows(&self) -> Result<Arc<Vec<RunRow>>> {
+        let mut cache = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.registry.is_none() {
+            cache.registry = Some(Registry::open(&self.root)?);
+            cache.version = -1;
+        }
+        let registry = cache.registry.as_ref().expect("just opened");
+        let version = registry.data_version()?;
+        if version != cache.version {
+            let rows = registry.list()?;
+            cache.rows = Arc::new(rows);
+            cache.version = version;
+        }
+        Ok(cache.rows.clone())
     }
 
     /// Every run, oldest first.
     pub fn runs(&self) -> Result<Vec<RunSummary>> {
-        Ok(self.rows()?.iter().map(|r| self.summary(r, None)).collect())
+        Ok(self
+            .all_rows()?
+            .iter()
+            .filter(|r| self.served(r))
+            .map(|r| self.summary(r, None))
+            .collect())
     }
 
     /// Row `r`'s summary; `record` is its run record when the caller has already read it.
@@ -199,15 +246,31 @@ impl Catalog {
         if let Some(t) = s.total_seconds.as_mut()
             && r.method.starts_with("perpeft")
         {
-            let read = match record {
-                None => RunDir::new(&r.dir).read_record().ok(),
-                Some(_) => None,
-            };
-            if let Some(rec) = record.or(read.as_ref()) {
-                *t += rec.stages.iter().map(|(_, secs)| secs).sum::<f64>();
-            }
+            *t += self.stage_seconds(r, record);
         }
         s
+    }
+
+    /// The seconds of PerPEFT run `r`'s global stage and grouping, from its record (`record`,
+    /// or read once per training state of the run).
+    fn stage_seconds(&self, r: &RunRow, record: Option<&crate::config::RunRecord>) -> f64 {
+        let of = |rec: &crate::config::RunRecord| rec.stages.iter().map(|(_, s)| s).sum::<f64>();
+        if let Some(rec) = record {
+            return of(rec);
+        }
+        let key = (r.id, r.created_at.clone(), r.epochs_done);
+        let mut cache = self.stage_seconds.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((k, secs)) = cache.get(&r.name)
+            && *k == key
+        {
+            return *secs;
+        }
+        let Ok(rec) = RunDir::new(&r.dir).read_record() else {
+            return 0.0;
+        };
+        let secs = of(&rec);
+        cache.insert(r.name.clone(), (key, secs));
+        secs
     }
 
     /// The datasets a job can train on.
@@ -225,22 +288,14 @@ impl Catalog {
 
     /// Run `name`'s summary and record (any status: a run being trained has its epochs so far).
     pub fn record(&self, name: &str) -> Result<(RunSummary, crate::config::RunRecord)> {
-        let row = self
-            .rows()?
-            .into_iter()
-            .find(|r| r.name == name)
-            .ok_or_else(|| unknown_run(name))?;
+        let row = self.row(name)?;
         let record = RunDir::new(&row.dir).read_record()?;
         Ok((self.summary(&row, Some(&record)), record))
     }
 
     /// Run `name`'s directory, as the registry records it.
     pub fn run_dir(&self, name: &str) -> Result<RunDir> {
-        self.rows()?
-            .into_iter()
-            .find(|r| r.name == name)
-            .map(|r| RunDir::new(&r.dir))
-            .ok_or_else(|| unknown_run(name))
+        Ok(RunDir::new(&self.row(name)?.dir))
     }
 
     /// The dataset `name`, loaded once.
@@ -267,11 +322,7 @@ impl Catalog {
     /// Finished run `name`, opened (the first time, or again when it was trained again since).
     /// Blocking: call it off the async runtime.
     pub fn engine(&self, name: &str) -> Result<Arc<Engine>> {
-        let row = self
-            .rows()?
-            .into_iter()
-            .find(|r| r.name == name)
-            .ok_or_else(|| unknown_run(name))?;
+        let row = self.row(name)?;
         if row.status != "finished" {
             return Err(Error::Conflict(format!(
                 "run {name} is {} ({} of {} epochs); it is served once it finishes",

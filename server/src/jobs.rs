@@ -353,6 +353,19 @@ impl Jobs {
     }
 
     fn work(&self) {
+        // training yields the CPU to requests: this thread and its pool run at a lower priority
+        lower_priority();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("perpeft-train-{i}"))
+            .start_handler(|_| lower_priority())
+            .build();
+        let pool = match pool {
+            Ok(pool) => Some(pool),
+            Err(e) => {
+                tracing::warn!(error = %e, "no training thread pool: training shares the global one");
+                None
+            }
+        };
         while !self.stopping.load(Ordering::SeqCst) {
             let Some(job) = self.next_queued() else {
                 let guard = self.lock();
@@ -360,7 +373,10 @@ impl Jobs {
                 let _ = self.wake.wait_timeout(guard, Duration::from_secs(1));
                 continue;
             };
-            self.run(job);
+            match &pool {
+                Some(pool) => pool.install(|| self.run(job)),
+                None => self.run(job),
+            }
         }
     }
 
@@ -441,6 +457,23 @@ impl Jobs {
             &mut observer,
         )?;
         Ok(())
+    }
+}
+
+/// The niceness of training threads: the scheduler gives requests the CPU first, so serving
+/// keeps its latency while a job trains on the same cores (docs/RELIABILITY.md, "Load").
+pub const TRAINING_NICENESS: i32 = 10;
+
+/// Lowers the calling thread's priority to [`TRAINING_NICENESS`] (on Linux, `setpriority` with
+/// `PRIO_PROCESS` and 0 applies to the calling thread only).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority has no memory-safety preconditions.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, TRAINING_NICENESS) };
+        if rc != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "lowering the training priority");
+        }
     }
 }
 

@@ -847,6 +847,22 @@ async fn the_openapi_document_lists_every_route() {
     .collect();
     assert_eq!(documented, routes);
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // a path parameter is in its path, required; every other parameter is in the query
+    // (schemathesis found query parameters documented as required path ones)
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                let in_path = path.contains(&format!("{{{name}}}"));
+                let want = if in_path { "path" } else { "query" };
+                assert_eq!(p["in"], want, "{method} {path}: {name}");
+                if in_path {
+                    assert_eq!(p["required"], true, "{method} {path}: {name}");
+                }
+            }
+        }
+    }
+    assert!(doc["components"]["schemas"]["JobEvent"].is_object());
     for route in &routes {
         let (method, path) = route.split_once(' ').unwrap();
         let path = path

@@ -429,3 +429,48 @@ fn a_server_starting_marks_its_predecessors_jobs_interrupted() {
     jobs.stop();
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// Training yields the CPU to requests: the job worker and its training pool run at a lower
+/// priority (niceness) than the threads that serve requests (Linux: read from /proc).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn training_threads_run_below_the_serving_threads() {
+    let _ = url("/");
+    // every thread of this process (the test server runs in it): name and niceness
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("stat")),
+        ) else {
+            continue;
+        };
+        // the fields after the command's closing parenthesis start at field 3; niceness is 19
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let nice: i32 = after.split(' ').nth(19 - 3).unwrap().parse().unwrap();
+        threads.push((comm.trim().to_string(), nice));
+    }
+    let want = perpeft::jobs::TRAINING_NICENESS;
+    let training: Vec<_> = threads
+        .iter()
+        .filter(|(n, _)| n == "perpeft-jobs" || n.starts_with("perpeft-train-"))
+        .collect();
+    assert!(
+        training.iter().any(|(n, _)| n == "perpeft-jobs")
+            && training
+                .iter()
+                .any(|(n, _)| n.starts_with("perpeft-train-")),
+        "{threads:?}"
+    );
+    assert!(
+        training.iter().all(|(_, nice)| *nice == want),
+        "{threads:?}"
+    );
+    let serving: Vec<_> = threads
+        .iter()
+        .filter(|(n, _)| n.starts_with("tokio-rt") || n.starts_with("tokio-runtime"))
+        .collect();
+    assert!(!serving.is_empty(), "{threads:?}");
+    assert!(serving.iter().all(|(_, nice)| *nice == 0), "{threads:?}");
+}

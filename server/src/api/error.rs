@@ -19,6 +19,8 @@ pub enum Error {
     NotFound(String),
     /// 405: the endpoint exists, not with this method.
     MethodNotAllowed(String),
+    /// 408: the body did not arrive in time ([`super::BODY_TIMEOUT`]).
+    Timeout(String),
     /// 409: the request conflicts with what exists (a run name taken, a run not finished).
     Conflict(String),
     /// 413: the body is larger than the server accepts.
@@ -40,6 +42,7 @@ impl Error {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -57,6 +60,7 @@ impl IntoResponse for Error {
             | Self::Unauthorized(e)
             | Self::NotFound(e)
             | Self::MethodNotAllowed(e)
+            | Self::Timeout(e)
             | Self::Conflict(e)
             | Self::TooLarge(e)
             | Self::UnsupportedMedia(e)
@@ -93,6 +97,17 @@ impl From<crate::error::Error> for Error {
 
 impl From<JsonRejection> for Error {
     fn from(r: JsonRejection) -> Self {
+        // the body deadline's error, somewhere under "failed to buffer the body"
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&r);
+        while let Some(e) = cause {
+            if e.is::<tower_http::timeout::TimeoutError>() {
+                return Self::Timeout(format!(
+                    "the request body did not arrive within {} s",
+                    super::BODY_TIMEOUT.as_secs()
+                ));
+            }
+            cause = e.source();
+        }
         match r.status() {
             StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge(r.body_text()),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMedia(r.body_text()),

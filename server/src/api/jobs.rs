@@ -32,7 +32,7 @@ async fn blocking<T: Send + 'static>(
         (status = 404, description = "Resuming a run that does not exist", body = api::ApiError),
         (status = 409, description = "The run exists, or has a job already", body = api::ApiError),
         (status = 413, body = api::ApiError),
-        (status = 422, description = "A configuration or dataset that cannot train", body = api::ApiError)))]
+        (status = 422, description = "A configuration or dataset that cannot train", body = api::ApiError), (status = 400, description = "The body is not JSON", body = api::ApiError), (status = 408, description = "The body did not arrive in time", body = api::ApiError), (status = 415, description = "The body is not JSON", body = api::ApiError)))]
 pub async fn submit(
     _: Authorized,
     State(s): State<AppState>,
@@ -72,7 +72,7 @@ pub async fn get(
     security(("bearer" = [])),
     responses((status = 200, body = Job), (status = 401, body = api::ApiError),
         (status = 404, body = api::ApiError),
-        (status = 409, description = "The job has ended", body = api::ApiError)))]
+        (status = 409, description = "The job has ended", body = api::ApiError), (status = 400, description = "A malformed job id", body = api::ApiError)))]
 pub async fn cancel(
     _: Authorized,
     State(s): State<AppState>,
@@ -92,10 +92,21 @@ fn sse(event: &JobEvent) -> Event {
 
 /// The job's events as Server-Sent Events: `status` first, then `progress` (a few a second),
 /// `epoch` and `status` as they happen; the stream ends with the job.
+/// One Server-Sent Event as it travels: its name (`event:`, the `JobEvent`'s kind) and its
+/// `data:`, a `JobEvent` as JSON.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SseEvent {
+    /// `status`, `progress` or `epoch`.
+    event: String,
+    /// The `JobEvent`, as JSON.
+    data: String,
+}
+
 #[utoipa::path(get, path = "/jobs/{id}/events", tag = "jobs",
     params(("id" = u64, Path, description = "Job id")),
-    responses((status = 200, description = "text/event-stream of JobEvent, one per event named by its kind", content_type = "text/event-stream", body = JobEvent),
-        (status = 404, body = api::ApiError)))]
+    responses((status = 200, description = "text/event-stream: one event per JobEvent, named by its kind, with the JobEvent as JSON in its data", content_type = "text/event-stream", body = SseEvent),
+        (status = 404, body = api::ApiError), (status = 400, description = "A malformed job id", body = api::ApiError)))]
 pub async fn events(
     State(s): State<AppState>,
     id: Result<Path<u64>, PathRejection>,

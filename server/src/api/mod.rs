@@ -15,12 +15,14 @@ pub mod runs;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use shared::api::Health;
 use tower_http::services::{ServeDir, ServeFile};
+use tower_http::timeout::RequestBodyDeadlineLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa::OpenApi;
@@ -35,6 +37,12 @@ use error::Error;
 /// Largest request body, in bytes (a history of thousands of items fits).
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// How long a client may take to send a request's headers before its connection is closed.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a client may take to send a request's whole body before it is answered 408.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Shared state of all handlers.
 #[derive(Clone)]
 pub struct AppState {
@@ -46,6 +54,8 @@ pub struct AppState {
     pub device: &'static str,
     /// Adapter downloads already built.
     adapters: Arc<runs::Adapters>,
+    /// Scorer bundles already encoded.
+    bundles: Arc<runs::Bundles>,
 }
 
 impl AppState {
@@ -62,6 +72,7 @@ impl AppState {
             token: Arc::new(token),
             device,
             adapters: Arc::default(),
+            bundles: Arc::default(),
         }
     }
 }
@@ -73,6 +84,8 @@ impl AppState {
         description = "Personalised multimodal recommendation: runs, user groups, recommendations and training jobs. Errors are `{\"error\": \"...\"}` with a 4xx status for bad input, 500 only for a fault of the server."
     ),
     modifiers(&BearerAuth),
+    // the data of each Server-Sent Event of `/jobs/{id}/events`
+    components(schemas(shared::api::JobEvent)),
     tags(
         (name = "runs", description = "Trained runs, their groups and recommendations"),
         (name = "jobs", description = "Training jobs (mutations need the bearer token)"),
@@ -136,6 +149,8 @@ pub fn router(state: AppState, dist: &Path) -> Router {
             Error::MethodNotAllowed("this endpoint does not take that method".into())
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(RequestBodyDeadlineLayer::new(BODY_TIMEOUT))
+        .layer(axum::middleware::from_fn(refuse_declared_oversize))
         .with_state(state);
     let index = dist.join("index.html");
     Router::new()
@@ -152,9 +167,62 @@ pub fn router(state: AppState, dist: &Path) -> Router {
         )
 }
 
-/// Serves `router` on `listener` until the process ends.
+/// Answers 413 at once to a request whose declared `Content-Length` is over [`MAX_BODY`], instead
+/// of waiting for a body that will be refused anyway.
+async fn refuse_declared_oversize(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > MAX_BODY as u64 => Error::TooLarge(format!(
+            "a body of {n} bytes; at most {MAX_BODY} are accepted"
+        ))
+        .into_response(),
+        _ => next.run(req).await,
+    }
+}
+
+/// Serves `router` on `listener` until the process ends: HTTP/1.1 (keep-alive) or HTTP/2, with
+/// Nagle's algorithm off, and a client that does not finish its headers within
+/// [`HEADER_TIMEOUT`] disconnected (a body not finished within [`BODY_TIMEOUT`] is answered
+/// 408 by the router), so slow clients hold no more than a socket for a few seconds.
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
-    axum::serve(listener, router).await
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            // out of file descriptors, or a connection reset before it was accepted: go on
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let io = TokioIo::new(stream);
+            if let Err(e) = builder.serve_connection_with_upgrades(io, service).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
 }
 
 /// Whether the server answers, and what it serves.

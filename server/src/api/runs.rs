@@ -127,7 +127,7 @@ pub async fn list_runs(State(s): State<AppState>) -> ApiResult<Vec<RunSummary>> 
 /// A run's configuration, curves, best epoch, test metrics overall and per group, timings.
 #[utoipa::path(get, path = "/runs/{run}", tag = "runs",
     params(("run" = String, Path, description = "Run name")),
-    responses((status = 200, body = RunDetail), (status = 404, body = api::ApiError)))]
+    responses((status = 200, body = RunDetail), (status = 404, body = api::ApiError), (status = 400, description = "A malformed path or query", body = api::ApiError)))]
 pub async fn run_detail(
     State(s): State<AppState>,
     run: Result<Path<String>, PathRejection>,
@@ -179,7 +179,7 @@ pub async fn run_detail(
 #[utoipa::path(get, path = "/runs/{run}/groups", tag = "runs",
     params(("run" = String, Path, description = "Run name")),
     responses((status = 200, body = GroupsBody), (status = 404, body = api::ApiError),
-        (status = 409, description = "The run is not finished", body = api::ApiError)))]
+        (status = 409, description = "The run is not finished", body = api::ApiError), (status = 400, description = "A malformed path or query", body = api::ApiError)))]
 pub async fn groups(
     State(s): State<AppState>,
     run: Result<Path<String>, PathRejection>,
@@ -241,6 +241,7 @@ fn shifts(e: &Engine, s: &[(u32, usize, usize)]) -> Vec<Shift> {
 
 /// Which projection of the users.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MapQuery {
     /// `pca` (default) or `tsne` (computed on the first request, then kept).
     method: Option<String>,
@@ -250,7 +251,7 @@ pub struct MapQuery {
 #[utoipa::path(get, path = "/runs/{run}/map", tag = "runs",
     params(("run" = String, Path, description = "Run name"), MapQuery),
     responses((status = 200, body = MapBody), (status = 400, body = api::ApiError),
-        (status = 404, body = api::ApiError)))]
+        (status = 404, body = api::ApiError), (status = 409, description = "The run is not finished", body = api::ApiError)))]
 pub async fn map(
     State(s): State<AppState>,
     run: Result<Path<String>, PathRejection>,
@@ -309,7 +310,7 @@ fn top_categories(e: &Engine, u: usize) -> Vec<String> {
 /// The run's catalogue: every item with its display data, by internal id.
 #[utoipa::path(get, path = "/runs/{run}/items", tag = "runs",
     params(("run" = String, Path, description = "Run name")),
-    responses((status = 200, body = Vec<api::Item>), (status = 404, body = api::ApiError)))]
+    responses((status = 200, body = Vec<api::Item>), (status = 404, body = api::ApiError), (status = 400, description = "A malformed path or query", body = api::ApiError), (status = 409, description = "The run is not finished", body = api::ApiError)))]
 pub async fn items(
     State(s): State<AppState>,
     run: Result<Path<String>, PathRejection>,
@@ -325,12 +326,14 @@ pub async fn items(
 
 /// Paging and group filter of a user listing.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UsersQuery {
     /// Only this group's users.
     group: Option<usize>,
     /// First user (default 0).
     offset: Option<usize>,
     /// Users per page (1 to 500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -338,7 +341,7 @@ pub struct UsersQuery {
 #[utoipa::path(get, path = "/runs/{run}/users", tag = "runs",
     params(("run" = String, Path, description = "Run name"), UsersQuery),
     responses((status = 200, body = UsersPage), (status = 400, body = api::ApiError),
-        (status = 404, body = api::ApiError)))]
+        (status = 404, body = api::ApiError), (status = 409, description = "The run is not finished", body = api::ApiError)))]
 pub async fn users(
     State(s): State<AppState>,
     run: Result<Path<String>, PathRejection>,
@@ -378,7 +381,7 @@ pub async fn users(
 /// A user's interactions (the held-out test item apart) and group.
 #[utoipa::path(get, path = "/runs/{run}/users/{id}", tag = "runs",
     params(("run" = String, Path, description = "Run name"), ("id" = String, Path, description = "The dataset's user id")),
-    responses((status = 200, body = UserDetail), (status = 404, body = api::ApiError)))]
+    responses((status = 200, body = UserDetail), (status = 404, body = api::ApiError), (status = 400, description = "A malformed path or query", body = api::ApiError), (status = 409, description = "The run is not finished", body = api::ApiError)))]
 pub async fn user(
     State(s): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -402,8 +405,10 @@ pub async fn user(
 
 /// `k` and the group to rank with.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RecsQuery {
     /// How many items (1 to 200, default 20).
+    #[param(minimum = 1, maximum = 200)]
     k: Option<usize>,
     /// Rank as this group instead of the user's own.
     group: Option<usize>,
@@ -414,7 +419,7 @@ pub struct RecsQuery {
 #[utoipa::path(get, path = "/runs/{run}/users/{id}/recommendations", tag = "runs",
     params(("run" = String, Path, description = "Run name"), ("id" = String, Path, description = "The dataset's user id"), RecsQuery),
     responses((status = 200, body = Recommendations), (status = 400, body = api::ApiError),
-        (status = 404, body = api::ApiError)))]
+        (status = 404, body = api::ApiError), (status = 409, description = "The run is not finished", body = api::ApiError)))]
 pub async fn recommendations(
     State(s): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -435,7 +440,7 @@ pub async fn recommendations(
     params(("run" = String, Path, description = "Run name")),
     request_body = api::AssignRequest,
     responses((status = 200, body = Assignment), (status = 400, body = api::ApiError),
-        (status = 413, body = api::ApiError), (status = 422, body = api::ApiError)))]
+        (status = 413, body = api::ApiError), (status = 422, body = api::ApiError), (status = 404, description = "No such run", body = api::ApiError), (status = 408, description = "The body did not arrive in time", body = api::ApiError), (status = 409, description = "The run is not finished", body = api::ApiError), (status = 415, description = "The body is not JSON", body = api::ApiError)))]
 pub async fn assign(
     State(s): State<AppState>,
     run: Result<Path<String>, PathRejection>,
@@ -462,7 +467,7 @@ pub async fn assign(
 #[utoipa::path(get, path = "/runs/{run}/grouping", tag = "runs",
     params(("run" = String, Path, description = "Run name")),
     responses((status = 200, body = Grouping),
-        (status = 404, description = "Unknown run, or a single-table run", body = api::ApiError)))]
+        (status = 404, description = "Unknown run, or a single-table run", body = api::ApiError), (status = 400, description = "A malformed path or query", body = api::ApiError), (status = 409, description = "The run is not finished", body = api::ApiError)))]
 pub async fn grouping(
     State(s): State<AppState>,
     run: Result<Path<String>, PathRejection>,
@@ -478,6 +483,7 @@ pub async fn grouping(
 
 /// How to encode a bundle's table.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BundleQuery {
     /// `f16` (default, half the bytes) or `f32` (bit-exact).
     encoding: Option<shared::bundle::Encoding>,
@@ -489,7 +495,7 @@ pub struct BundleQuery {
     responses((status = 200, body = ScorerBundle),
         (status = 304, description = "Unchanged since the ETag given in If-None-Match"),
         (status = 400, body = api::ApiError),
-        (status = 404, description = "No such run or group", body = api::ApiError)))]
+        (status = 404, description = "No such run or group", body = api::ApiError), (status = 409, description = "The run is not finished", body = api::ApiError)))]
 pub async fn scorer_bundle(
     State(s): State<AppState>,
     path: Result<Path<(String, usize)>, PathRejection>,
@@ -499,19 +505,17 @@ pub async fn scorer_bundle(
     let (Path((run, g)), Query(q)) = (path?, q?);
     let e = engine(&s, &run).await?;
     group_in_path(&e, g)?;
-    let bundle = e.scorer_bundle(g, q.encoding.unwrap_or_default())?;
-    let body = serde_json::to_vec(&bundle).map_err(|err| {
-        tracing::error!(error = %err, "encoding a scorer bundle");
-        Error::Internal
-    })?;
-    let digest = Sha256::digest(&body);
-    let etag = format!(
-        "\"{}\"",
-        digest[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
+    let encoding = q.encoding.unwrap_or_default();
+    let encoded = match s.bundles.get(&run, g, encoding, &e) {
+        Some(encoded) => encoded,
+        None => {
+            let bundle = e.scorer_bundle(g, encoding)?;
+            let encoded = Arc::new(EncodedBundle::new(&bundle)?);
+            s.bundles.put(&run, g, encoding, &e, encoded.clone());
+            encoded
+        }
+    };
+    let etag = &encoded.etag;
     let cached = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -519,7 +523,7 @@ pub async fn scorer_bundle(
     let mut response = if cached {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let mut r = Response::new(Body::from(body));
+        let mut r = Response::new(Body::from(encoded.body.clone()));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -529,10 +533,74 @@ pub async fn scorer_bundle(
     let headers = response.headers_mut();
     headers.insert(
         header::ETAG,
-        HeaderValue::from_str(&etag).expect("hex is a valid header"),
+        HeaderValue::from_str(etag).expect("hex is a valid header"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
+}
+
+/// A scorer bundle as sent: its JSON and its ETag (a digest of the JSON).
+pub struct EncodedBundle {
+    body: axum::body::Bytes,
+    etag: String,
+}
+
+impl EncodedBundle {
+    fn new(bundle: &ScorerBundle) -> Result<Self, Error> {
+        let body = serde_json::to_vec(bundle).map_err(|err| {
+            tracing::error!(error = %err, "encoding a scorer bundle");
+            Error::Internal
+        })?;
+        let digest = Sha256::digest(&body);
+        let etag = format!(
+            "\"{}\"",
+            digest[..16]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        Ok(Self {
+            body: body.into(),
+            etag,
+        })
+    }
+}
+
+/// Scorer bundles already encoded, per run, group and encoding, with the opened run they were
+/// encoded from (a run trained again since gets new ones): a bundle is encoded and digested
+/// once, not on every request.
+#[derive(Default)]
+pub struct Bundles(std::sync::Mutex<HashMap<BundleKey, Encoded>>);
+
+type BundleKey = (String, usize, shared::bundle::Encoding);
+/// An encoded bundle and the opened run it was encoded from.
+type Encoded = (Weak<Engine>, Arc<EncodedBundle>);
+
+impl Bundles {
+    fn get(
+        &self,
+        run: &str,
+        g: usize,
+        encoding: shared::bundle::Encoding,
+        e: &Arc<Engine>,
+    ) -> Option<Arc<EncodedBundle>> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&(run.to_string(), g, encoding))
+            .filter(|(from, _)| from.upgrade().is_some_and(|f| Arc::ptr_eq(&f, e)))
+            .map(|(_, b)| b.clone())
+    }
+
+    fn put(
+        &self,
+        run: &str,
+        g: usize,
+        encoding: shared::bundle::Encoding,
+        e: &Arc<Engine>,
+        bundle: Arc<EncodedBundle>,
+    ) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert((run.to_string(), g, encoding), (Arc::downgrade(e), bundle));
+    }
 }
 
 /// A built adapter zip and the opened run it was built from.
@@ -562,7 +630,7 @@ impl Adapters {
     params(("run" = String, Path, description = "Run name"), ("g" = usize, Path, description = "Group")),
     responses((status = 200, description = "A zip of adapter_config.json and adapter_model.safetensors", content_type = "application/zip"),
         (status = 404, description = "No such run or group", body = api::ApiError),
-        (status = 422, description = "The run has no PEFT-layout adapter (id-only, frozen, IISAN)", body = api::ApiError)))]
+        (status = 422, description = "The run has no PEFT-layout adapter (id-only, frozen, IISAN)", body = api::ApiError), (status = 400, description = "A malformed path or query", body = api::ApiError), (status = 409, description = "The run is not finished", body = api::ApiError)))]
 pub async fn adapter(
     State(s): State<AppState>,
     path: Result<Path<(String, usize)>, PathRejection>,
@@ -612,12 +680,14 @@ pub async fn adapter(
 
 /// Whom to compare and where.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CompareQuery {
     /// The dataset's user id.
     user: String,
     /// Run names, comma-separated (2 to 8, on the same dataset).
     runs: String,
     /// Items per list (1 to 200, default 20).
+    #[param(minimum = 1, maximum = 200)]
     k: Option<usize>,
 }
 
@@ -626,7 +696,7 @@ pub struct CompareQuery {
 #[utoipa::path(get, path = "/compare", tag = "runs",
     params(CompareQuery),
     responses((status = 200, body = Comparison), (status = 400, body = api::ApiError),
-        (status = 404, body = api::ApiError)))]
+        (status = 404, body = api::ApiError), (status = 409, description = "A run is not finished", body = api::ApiError), (status = 422, description = "The runs are trained on different datasets", body = api::ApiError)))]
 pub async fn compare(
     State(s): State<AppState>,
     q: Result<Query<CompareQuery>, QueryRejection>,

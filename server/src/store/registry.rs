@@ -344,6 +344,15 @@ impl Registry {
         Ok(select::best(runs, |r| r.2).map(|(name, dir, _)| (name, dir)))
     }
 
+    /// A number that changes whenever another connection has committed to the registry since
+    /// this connection last asked (SQLite's `PRAGMA data_version`): a reader's cheap way to
+    /// know whether what it read is still current.
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
     /// Every run, oldest first.
     pub fn list(&self) -> Result<Vec<RunRow>> {
         let mut stmt = self.conn.prepare(&format!(
