@@ -116,6 +116,9 @@ impl Gates {
 #[derive(Default)]
 struct Rows {
     registry: Option<Registry>,
+    /// The registry file the connection has open (device, inode): a file removed and made
+    /// again, or replaced, is opened anew (its `data_version` would never change).
+    file: Option<(u64, u64)>,
     version: i64,
     rows: Arc<Vec<RunRow>>,
 }
@@ -210,8 +213,10 @@ impl Catalog {
     /// Every row of the registry, current.
     fn all_rows(&self) -> Result<Arc<Vec<RunRow>>> {
         let mut cache = self.rows.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.registry.is_none() {
+        let file = registry_file_id(&self.root);
+        if cache.registry.is_none() || file.is_none() || cache.file != file {
             cache.registry = Some(Registry::open(&self.root)?);
+            cache.file = registry_file_id(&self.root);
             cache.version = -1;
         }
         let registry = cache.registry.as_ref().expect("just opened");
@@ -351,6 +356,21 @@ impl Catalog {
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_string(), (key, engine.clone()));
         Ok(engine)
+    }
+}
+
+/// The (device, inode) of the registry file under `root`, where the platform has them.
+fn registry_file_id(root: &Path) -> Option<(u64, u64)> {
+    let meta = std::fs::metadata(Registry::file(root)).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
     }
 }
 

@@ -630,6 +630,12 @@ fn keep_freed_memory() {}
 
 fn main() -> anyhow::Result<()> {
     keep_freed_memory();
+    if let Some(n) = std::env::var_os("PERPEFT_KILL_IN_WRITE") {
+        eprintln!(
+            "WARNING: PERPEFT_KILL_IN_WRITE={} is set: this process kills itself in that write (crash tests only)",
+            n.to_string_lossy()
+        );
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

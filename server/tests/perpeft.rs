@@ -400,7 +400,17 @@ fn a_perpeft_run_stopped_in_any_stage_resumes_to_the_same_run() {
             &mut watch,
         )
         .unwrap();
-        assert_eq!(watch.stages[0], (Stage::Global, first), "{name}");
+        // a stage with nothing left does not start
+        let global: Vec<_> = watch
+            .stages
+            .iter()
+            .filter(|(s, _)| *s == Stage::Global)
+            .collect();
+        if name == "in-global" {
+            assert_eq!(global, [&(Stage::Global, first)], "{name}");
+        } else {
+            assert!(global.is_empty(), "{name}: {global:?}");
+        }
         // only epoch 2's steps ran again
         assert!(
             watch.global_steps.iter().all(|&e| e == 2),

@@ -383,9 +383,9 @@ mod tests {
         assert_eq!(good.check(), Ok(()));
         type Spoil = fn(&mut SasRec);
         let bad: [(&str, Spoil); 9] = [
-            ("heads", |m| m.heads = 0),
-            ("heads", |m| m.heads = 3),
-            ("window", |m| m.max_len = 0),
+            ("0 heads", |m| m.heads = 0),
+            ("3 heads", |m| m.heads = 3),
+            ("window 0", |m| m.max_len = 0),
             ("position", |m| {
                 m.pos_emb.pop();
             }),
@@ -405,9 +405,13 @@ mod tests {
             let err = m.check().unwrap_err();
             assert!(err.contains(want), "{want}: {err}");
         }
-        // a huge declared size does not overflow into a pass
+        // huge declared sizes do not overflow into a pass
         let mut m = good.clone();
-        m.blocks[0].fc1.d_in = usize::MAX;
-        assert!(m.check().is_err());
+        m.max_len = usize::MAX;
+        assert!(m.check().unwrap_err().contains("position"));
+        let mut m = good.clone();
+        m.blocks[0].fc1.d_out = usize::MAX / 2 + 1;
+        m.blocks[0].fc2.d_in = m.blocks[0].fc1.d_out;
+        assert!(m.check().unwrap_err().contains("fc1"));
     }
 }

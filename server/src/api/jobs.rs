@@ -32,7 +32,7 @@ async fn blocking<T: Send + 'static>(
         (status = 404, description = "Resuming a run that does not exist", body = api::ApiError),
         (status = 409, description = "The run exists, or has a job already", body = api::ApiError),
         (status = 413, body = api::ApiError),
-        (status = 422, description = "A configuration or dataset that cannot train", body = api::ApiError), (status = 400, description = "The body is not JSON", body = api::ApiError), (status = 408, description = "The body did not arrive in time", body = api::ApiError), (status = 415, description = "The body is not JSON", body = api::ApiError)))]
+        (status = 422, description = "A configuration or dataset that cannot train", body = api::ApiError), (status = 400, description = "The body is not valid JSON", body = api::ApiError), (status = 408, description = "The body did not arrive in time", body = api::ApiError), (status = 415, description = "The body is not JSON", body = api::ApiError)))]
 pub async fn submit(
     _: Authorized,
     State(s): State<AppState>,
@@ -90,8 +90,6 @@ fn sse(event: &JobEvent) -> Event {
         .unwrap_or_else(|_| Event::default().comment("unencodable event"))
 }
 
-/// The job's events as Server-Sent Events: `status` first, then `progress` (a few a second),
-/// `epoch` and `status` as they happen; the stream ends with the job.
 /// One Server-Sent Event as it travels: its name (`event:`, the `JobEvent`'s kind) and its
 /// `data:`, a `JobEvent` as JSON.
 #[derive(utoipa::ToSchema)]
@@ -103,6 +101,8 @@ pub struct SseEvent {
     data: String,
 }
 
+/// The job's events as Server-Sent Events: `status` first, then `progress` (a few a second),
+/// `epoch` and `status` as they happen; the stream ends with the job.
 #[utoipa::path(get, path = "/jobs/{id}/events", tag = "jobs",
     params(("id" = u64, Path, description = "Job id")),
     responses((status = 200, description = "text/event-stream: one event per JobEvent, named by its kind, with the JobEvent as JSON in its data", content_type = "text/event-stream", body = SseEvent),

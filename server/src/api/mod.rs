@@ -188,7 +188,7 @@ async fn refuse_declared_oversize(
     }
 }
 
-/// Serves `router` on `listener` until the process ends: HTTP/1.1 (keep-alive) or HTTP/2, with
+/// Serves `router` on `listener` until the process ends: HTTP/1.1 (keep-alive), with
 /// Nagle's algorithm off, and a client that does not finish its headers within
 /// [`HEADER_TIMEOUT`] disconnected (a body not finished within [`BODY_TIMEOUT`] is answered
 /// 408 by the router), so slow clients hold no more than a socket for a few seconds.
@@ -196,12 +196,13 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
     use hyper_util::service::TowerToHyperService;
-    let mut builder = Builder::new(TokioExecutor::new());
+    // HTTP/1 only: its header timeout is what lets a slow client go (hyper has none for an
+    // HTTP/2 stream's headers), and nothing here needs HTTP/2 without TLS
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     loop {
         let stream = match listener.accept().await {

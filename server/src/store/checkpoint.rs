@@ -93,6 +93,14 @@ impl RunDir {
         })
     }
 
+    /// Removes every global-stage checkpoint.
+    pub fn remove_global_checkpoints(&self) -> Result<()> {
+        if !self.checkpoint_dir().exists() {
+            return Ok(());
+        }
+        self.remove_checkpoints(|c| matches!(c, Checkpoint::Global(_)))
+    }
+
     fn remove_checkpoints(&self, which: impl Fn(Checkpoint) -> bool) -> Result<()> {
         let dir = self.checkpoint_dir();
         for entry in std::fs::read_dir(&dir).at(&dir)? {

@@ -26,10 +26,11 @@ fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Whether a file name is one of [`atomically`]'s temporary names.
+/// Whether a file name is one of [`atomically`]'s temporary names (`NAME.tmp-PID`), or a file a
+/// writer made from one (burn writes `NAME.tmp-PID.PID-N.tmp` and renames it to `NAME.tmp-PID`).
 fn is_temporary(name: &str) -> bool {
-    name.rsplit_once(TMP)
-        .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+    name.match_indices(TMP)
+        .any(|(i, _)| name[i + TMP.len()..].starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// Runs `write` on a temporary name next to `path` (creating the directory), then renames it
@@ -47,7 +48,8 @@ pub fn atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Resul
 /// The crash tests' way to kill a process in the middle of a write (`scripts/crash.py`): with
 /// `PERPEFT_KILL_IN_WRITE=N`, the process's N-th atomic write truncates its temporary file to
 /// half its length and sends itself SIGKILL before the rename, leaving on disk what a kill
-/// inside the write leaves. Unset (always, outside those tests), it costs one atomic add.
+/// inside the write leaves. Unset (always, outside those tests), it costs reading a value read
+/// once; `perpeft` warns at start when it is set.
 mod crash_test {
     use std::path::Path;
     use std::sync::OnceLock;

@@ -128,10 +128,15 @@ CREATE TABLE IF NOT EXISTS artifacts (
 ";
 
 impl Registry {
+    /// The registry file of runs root `root`.
+    pub fn file(root: &Path) -> PathBuf {
+        root.join(REGISTRY)
+    }
+
     /// Opens (creating if needed) `root/registry.sqlite`.
     pub fn open(root: &Path) -> Result<Self> {
         std::fs::create_dir_all(root).at(root)?;
-        let path = root.join(REGISTRY);
+        let path = Self::file(root);
         let sqlite = |e: rusqlite::Error| Error::format(&path, e);
         let conn = Connection::open(&path).map_err(sqlite)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))

@@ -167,9 +167,19 @@ impl RunState {
     /// stage that starts afresh.
     pub fn resume_global(&self, trainer: &mut Trainer<'_>) -> Result<(usize, f64)> {
         if !self.resumed {
+            // a new run's directory holds no checkpoint of another (an overwrite killed while
+            // it removed the old run's files may have left some)
+            self.dir.remove_global_checkpoints()?;
             return Ok((0, 0.0));
         }
         match self.dir.last_global_checkpoint()? {
+            Some((epoch, _)) if epoch > self.record.train.global_epochs => {
+                Err(Error::Conflict(format!(
+                    "{} holds a global-stage checkpoint of epoch {epoch}, past this run's {} global epochs: it is not this run's",
+                    self.dir.path().display(),
+                    self.record.train.global_epochs
+                )))
+            }
             Some((epoch, seconds)) => {
                 trainer.load_checkpoint(&self.dir, Checkpoint::Global(epoch))?;
                 tracing::info!(run = %self.dir.name(), epoch, "global stage resumed");

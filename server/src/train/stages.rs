@@ -54,7 +54,7 @@ pub fn global_stage(
         last: cfg.global_epochs,
         steps,
     };
-    if observer.on(&start).is_break() {
+    if done < cfg.global_epochs && observer.on(&start).is_break() {
         return Err(stopped_after("the start of the global stage"));
     }
     for epoch in done + 1..=cfg.global_epochs {
