@@ -28,9 +28,15 @@ run() {
     local status=0
     cargo fuzz run -O -s none "$1" "corpus/$1" -- -runs="$RUNS" -print_final_stats=1 > "logs/$1.log" 2>&1 || status=$?
     echo "== $1: $(grep -E 'stat::number_of_executed_units' "logs/$1.log" | tail -1) in $((SECONDS - started)) s, exit $status, $(grep -cE '^==[0-9]+== ERROR|panicked at' "logs/$1.log" || true) crashes"
+    return "$status"
 }
+failed=0
 for ((i = 0; i < ${#TARGETS[@]}; i += 2)); do
-    run "${TARGETS[i]}" &
-    if ((i + 1 < ${#TARGETS[@]})); then run "${TARGETS[i + 1]}" & fi
-    wait
+    run "${TARGETS[i]}" & a=$!
+    b=""
+    if ((i + 1 < ${#TARGETS[@]})); then run "${TARGETS[i + 1]}" & b=$!; fi
+    wait "$a" || failed=1
+    if [ -n "$b" ]; then wait "$b" || failed=1; fi
 done
+# a target that crashed (or did not run) fails the whole run
+exit "$failed"

@@ -3,14 +3,15 @@
 
 1. Trains a PerPEFT-IISAN run on ml-100k (MiniLM, K groups) straight through: the reference.
 2. Trains the same run again, killing it with SIGKILL at KILLS moments spread over every stage
-   (inside and between global-stage epochs, during grouping, inside and between per-group
-   epochs, and inside an artifact write: PERPEFT_KILL_IN_WRITE=N makes the process's N-th
-   atomic write stop half-way and SIGKILL itself), resuming it with `--resume` each time. After
-   every kill it checks that every file under its final name is whole (JSON parses, safetensors
-   headers and sizes agree), that the registry does not call the run finished, and that the
-   registry and run.json agree to within the epoch being recorded; at the end, that no
-   temporary file is left and that the run equals the straight one: per-epoch losses and
-   metrics, best epoch, groups, and every best-epoch and global-model file byte for byte.
+   (inside global-stage epochs, during grouping, inside per-group epochs, and inside the writes
+   between epochs: PERPEFT_KILL_IN_WRITE=N makes the process's N-th atomic write stop half-way
+   and SIGKILL itself), resuming it with `--resume` each time; a resumed process must go on
+   from the last marked global-stage checkpoint. After every kill it checks that every file
+   under its final name is whole (JSON parses; safetensors and burn-pack headers parse and their
+   sizes agree), that the registry does not call the run finished, and that the registry and
+   run.json agree to within the epoch being recorded; at the end, that no temporary file is
+   left and that the run equals the straight one: per-epoch losses and metrics, best epoch,
+   groups, and every tensor of the best-epoch and global-model files.
 3. The server: starts `perpeft serve`, submits the same run as a job, SIGKILLs the server while
    the job trains, starts it again, checks that the job shows `interrupted` (and the run too),
    resumes it with a new job, and checks the finished run equals the straight one.
@@ -147,7 +148,7 @@ def check_files(run: Path) -> tuple:
     for f in sorted(run.rglob("*")):
         if not f.is_file():
             continue
-        if re.search(r"\.tmp-\d+$", f.name):
+        if re.search(r"\.tmp-\d+", f.name):
             temporaries.append(str(f.relative_to(run)))
             continue
         checked += 1
@@ -155,6 +156,8 @@ def check_files(run: Path) -> tuple:
             json.loads(f.read_text())
         elif f.suffix == ".safetensors":
             assert safetensors_whole(f), f"{f} is not a whole safetensors file"
+        elif f.suffix == ".bpk":
+            burnpack_values(f)  # the header parses and every tensor's bytes are there
         else:
             assert f.stat().st_size > 0, f"{f} is empty"
     return checked, temporaries
@@ -179,6 +182,27 @@ def last_event(p: "Proc") -> str:
         if "resuming" in l:
             return "resumed"
     return "started"
+
+
+def marked_global_epoch(run: Path) -> int:
+    """The last global-stage epoch whose checkpoint is marked complete (0: none)."""
+    d = run / "checkpoint"
+    marks = [int(m.group(1)) for f in d.glob("global-*.json") if (m := re.match(r"global-(\d+)\.json", f.name))] \
+        if d.exists() else []
+    return max(marks, default=0)
+
+
+def check_resumed_where_it_should(p: "Proc", marked: int, i: int):
+    """A resumed process that goes on with the global stage says so, from the last marked epoch."""
+    with p.lock:
+        lines = [l for _, l in p.lines]
+    for l in lines:
+        if m := re.search(r"global stage resumed.*epoch=(\d+)", l):
+            assert int(m.group(1)) == marked, f"kill {i}: resumed after global epoch {m.group(1)}, marked {marked}"
+            return
+        if m := re.search(r"global stage epoch=(\d+)", l):
+            assert int(m.group(1)) == marked + 1, f"kill {i}: the global stage went on with epoch {m.group(1)}, marked {marked}"
+            return
 
 
 def stage_of(run: Path, runs: Path) -> str:
@@ -212,6 +236,7 @@ def burnpack_values(path: Path) -> dict:
     n = struct.unpack("<I", data[6:10])[0]
     tensors = cbor2.loads(data[10:10 + n])["tensors"]
     end = max(v["data_offsets"][1] for v in tensors.values())
+    assert len(data) >= 10 + n + end, f"{path} is cut short"
     body = data[len(data) - end:]
     return {k: (v["dtype"], v["shape"], body[v["data_offsets"][0]:v["data_offsets"][1]])
             for k, v in tensors.items()}
@@ -278,6 +303,7 @@ def crashed(runs: Path, timing: dict, kills: int, rng: random.Random) -> tuple:
     resume = False
     for i, (kind, x) in enumerate(plan(kills, rng), 1):
         env = {"PERPEFT_KILL_IN_WRITE": str(x)} if kind == "write" else {}
+        marked = marked_global_epoch(out) if out.exists() else 0
         p = Proc(train_args(out, resume), env)
         resume = True
         if kind == "write":
@@ -307,6 +333,7 @@ def crashed(runs: Path, timing: dict, kills: int, rng: random.Random) -> tuple:
         if killed:
             assert status != "finished", f"kill {i}: the registry says finished"
         assert len(record["epochs"]) in (done, done - 1), f"kill {i}: run.json {len(record['epochs'])}, registry {done}"
+        check_resumed_where_it_should(p, marked, i)
         event = last_event(p)
         rows.append({"kill": i, "how": kind if kind != "write" else f"write {x}", "killed": killed,
                      "after": event, "stage": stage, "registry": status, "files_whole": files,
