@@ -64,6 +64,19 @@ pub fn dist_dir() -> PathBuf {
     dir_from_env("PERPEFT_DIST", "dist", "run `scripts/build-frontend.sh`")
 }
 
+/// A stand-in front end for a test process (a temporary `perpeft-TAG-dist-PID/` whose
+/// `index.html` is `html`), written once per process: its first call decides it.
+pub fn stand_in_dist(tag: &str, html: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("perpeft-{tag}-dist-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("index.html"), html).unwrap();
+        dir
+    })
+    .clone()
+}
+
 /// The small random CLIP fixture of the server's tests.
 pub fn clip_dir() -> PathBuf {
     repo_root().join("server/tests/fixtures/backbones/clip-small")

@@ -15,17 +15,9 @@ use shared::bundle::ScorerBundle;
 use shared::groups::Grouping;
 use shared::{ItemTable, top_k};
 
-/// A stand-in front end, written once per process.
+/// A stand-in front end.
 fn static_dist() -> std::path::PathBuf {
-    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("perpeft-api-dist-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let html = "<html><body>perpeft-test-index</body></html>";
-        std::fs::write(dir.join("index.html"), html).unwrap();
-        dir
-    })
-    .clone()
+    e2e::stand_in_dist("api", "<html><body>perpeft-test-index</body></html>")
 }
 
 fn url(path: &str) -> String {

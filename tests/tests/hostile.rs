@@ -12,16 +12,9 @@ use e2e::{PERPEFT, TOKEN, server};
 use perpeft::api::{BODY_TIMEOUT, HEADER_TIMEOUT, MAX_BODY};
 use serde_json::{Value, json};
 
-/// A stand-in front end, written once per process.
+/// A stand-in front end.
 fn dist() -> std::path::PathBuf {
-    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("perpeft-hostile-dist-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("index.html"), "<html>perpeft-hostile-index</html>").unwrap();
-        dir
-    })
-    .clone()
+    e2e::stand_in_dist("hostile", "<html>perpeft-hostile-index</html>")
 }
 
 fn addr() -> std::net::SocketAddr {

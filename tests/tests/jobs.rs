@@ -10,14 +10,7 @@ use serde_json::{Value, json};
 use shared::api::{Job, JobEvent, JobStatus, Recommendations, RunStatus, RunSummary};
 
 fn dist() -> std::path::PathBuf {
-    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("perpeft-jobs-dist-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("index.html"), "<html></html>").unwrap();
-        dir
-    })
-    .clone()
+    e2e::stand_in_dist("jobs", "<html></html>")
 }
 
 fn url(path: &str) -> String {

@@ -506,12 +506,13 @@ pub async fn scorer_bundle(
     let e = engine(&s, &run).await?;
     group_in_path(&e, g)?;
     let encoding = q.encoding.unwrap_or_default();
-    let encoded = match s.bundles.get(&run, g, encoding, &e) {
+    let key = (run.clone(), g, encoding);
+    let encoded = match s.bundles.get(&key, &e) {
         Some(encoded) => encoded,
         None => {
             let bundle = e.scorer_bundle(g, encoding)?;
             let encoded = Arc::new(EncodedBundle::new(&bundle)?);
-            s.bundles.put(&run, g, encoding, &e, encoded.clone());
+            s.bundles.put(key, &e, encoded.clone());
             encoded
         }
     };
@@ -566,62 +567,43 @@ impl EncodedBundle {
     }
 }
 
-/// Scorer bundles already encoded, per run, group and encoding, with the opened run they were
-/// encoded from (a run trained again since gets new ones): a bundle is encoded and digested
-/// once, not on every request.
-#[derive(Default)]
-pub struct Bundles(std::sync::Mutex<HashMap<BundleKey, Encoded>>);
+/// Values derived from an opened run, each kept with the run it came from: one is served only
+/// while that run is the one the catalog serves (a run trained again since gets new ones).
+pub struct PerRun<K, V>(std::sync::Mutex<HashMap<K, FromRun<V>>>);
 
-type BundleKey = (String, usize, shared::bundle::Encoding);
-/// An encoded bundle and the opened run it was encoded from.
-type Encoded = (Weak<Engine>, Arc<EncodedBundle>);
+/// A value and the opened run it came from.
+type FromRun<V> = (Weak<Engine>, Arc<V>);
 
-impl Bundles {
-    fn get(
-        &self,
-        run: &str,
-        g: usize,
-        encoding: shared::bundle::Encoding,
-        e: &Arc<Engine>,
-    ) -> Option<Arc<EncodedBundle>> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&(run.to_string(), g, encoding))
-            .filter(|(from, _)| from.upgrade().is_some_and(|f| Arc::ptr_eq(&f, e)))
-            .map(|(_, b)| b.clone())
-    }
-
-    fn put(
-        &self,
-        run: &str,
-        g: usize,
-        encoding: shared::bundle::Encoding,
-        e: &Arc<Engine>,
-        bundle: Arc<EncodedBundle>,
-    ) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.insert((run.to_string(), g, encoding), (Arc::downgrade(e), bundle));
+impl<K, V> Default for PerRun<K, V> {
+    fn default() -> Self {
+        Self(std::sync::Mutex::default())
     }
 }
 
-/// A built adapter zip and the opened run it was built from.
-type Built = (Weak<Engine>, Arc<Vec<u8>>);
+impl<K: std::hash::Hash + Eq, V> PerRun<K, V> {
+    fn get(&self, key: &K, e: &Arc<Engine>) -> Option<Arc<V>> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|(from, _)| from.upgrade().is_some_and(|f| Arc::ptr_eq(&f, e)))
+            .map(|(_, v)| v.clone())
+    }
 
-/// Adapter downloads already built, per run and group, with the run they were built from (a
-/// run trained again since gets a new one); one is built at a time (it loads the backbone).
+    fn put(&self, key: K, e: &Arc<Engine>, value: Arc<V>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(key, (Arc::downgrade(e), value));
+    }
+}
+
+/// Scorer bundles already encoded, per run, group and encoding: a bundle is encoded and
+/// digested once, not on every request.
+pub type Bundles = PerRun<(String, usize, shared::bundle::Encoding), EncodedBundle>;
+
+/// Adapter downloads already built, per run and group; one is built at a time (it loads the
+/// backbone).
 #[derive(Default)]
 pub struct Adapters {
-    built: std::sync::Mutex<HashMap<(String, usize), Built>>,
+    built: PerRun<(String, usize), Vec<u8>>,
     building: tokio::sync::Mutex<()>,
-}
-
-impl Adapters {
-    fn get(&self, run: &str, g: usize, e: &Arc<Engine>) -> Option<Arc<Vec<u8>>> {
-        let built = self.built.lock().unwrap_or_else(|p| p.into_inner());
-        built
-            .get(&(run.to_string(), g))
-            .filter(|(from, _)| from.upgrade().is_some_and(|f| Arc::ptr_eq(&f, e)))
-            .map(|(_, zip)| zip.clone())
-    }
 }
 
 /// Group `g`'s LoRA or (IA)3 adapter in the Hugging Face PEFT layout, as a zip of
@@ -638,11 +620,12 @@ pub async fn adapter(
     let Path((run, g)) = path?;
     let e = engine(&s, &run).await?;
     group_in_path(&e, g)?;
-    let zip = match s.adapters.get(&run, g, &e) {
+    let key = (run.clone(), g);
+    let zip = match s.adapters.built.get(&key, &e) {
         Some(zip) => zip,
         None => {
             let _one_at_a_time = s.adapters.building.lock().await;
-            match s.adapters.get(&run, g, &e) {
+            match s.adapters.built.get(&key, &e) {
                 Some(zip) => zip,
                 None => {
                     let (catalog, name, engine) = (s.catalog.clone(), run.clone(), e.clone());
@@ -654,11 +637,7 @@ pub async fn adapter(
                     })
                     .await??;
                     let zip = Arc::new(zip);
-                    s.adapters
-                        .built
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert((run.clone(), g), (Arc::downgrade(&e), zip.clone()));
+                    s.adapters.built.put(key, &e, zip.clone());
                     zip
                 }
             }

@@ -95,11 +95,11 @@ impl Engine {
         let split = Split::leave_one_out(&dataset.sequences);
         let (assignment, global) = if tables.len() > 1 {
             let groups = dir.read_groups()?;
+            // read_groups has checked that every user is in one of k groups and that the
+            // centroids are k × dim: here, that they fit this run's tables, model and users
             let fits = groups.k == tables.len()
                 && groups.assignment.len() == dataset.n_users()
-                && groups.assignment.iter().all(|&g| g < groups.k)
-                && groups.dim == dim
-                && groups.centroids.len() == groups.k * dim;
+                && groups.dim == dim;
             if !fits {
                 return Err(Error::format(
                     &dir.groups_file(),

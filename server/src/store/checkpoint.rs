@@ -95,14 +95,15 @@ impl RunDir {
 
     /// Removes every global-stage checkpoint.
     pub fn remove_global_checkpoints(&self) -> Result<()> {
-        if !self.checkpoint_dir().exists() {
-            return Ok(());
-        }
         self.remove_checkpoints(|c| matches!(c, Checkpoint::Global(_)))
     }
 
+    /// Removes the checkpoint files `which` selects (none when there is no `checkpoint/`).
     fn remove_checkpoints(&self, which: impl Fn(Checkpoint) -> bool) -> Result<()> {
         let dir = self.checkpoint_dir();
+        if !dir.exists() {
+            return Ok(());
+        }
         for entry in std::fs::read_dir(&dir).at(&dir)? {
             let path = entry.at(&dir)?.path();
             let name = path.file_name().unwrap_or_default().to_string_lossy();
